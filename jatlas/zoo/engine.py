@@ -1,0 +1,78 @@
+"""Compiled population programs: init, a `lax.scan` of vmapped steps, evaluation.
+
+Usage:
+  eng = Engine(StepConfig(...), model, x_sample_1HWC, mesh)
+  states = eng.init(hparams)                    # leading member axis, sharded
+  states, loss_SM = eng.run(states, hparams, order_keys, data, start, n_steps)
+  loss_M, acc_M, bacc_M = eng.evaluate(states, hparams, x_NHWC, labels_TN, num_classes)
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jatlas.zoo import optim, sharding
+from jatlas.zoo.step import (DeviceData, MemberHparams, MemberState, StepConfig,
+                             member_eval, member_key, member_step)
+
+EVAL_BUDGET = 8192  # member-examples per evaluation chunk, bounds activation memory
+
+
+class Engine:
+  """Jitted, vmapped, sharded programs for one population (one architecture)."""
+
+  def __init__(self, cfg: StepConfig, model: nn.Module, x_sample, mesh, *,
+               shared_order: bool = False):
+    self.cfg, self.model, self.mesh = cfg, model, mesh
+    self.x_sample = x_sample
+    self.shared_order = shared_order
+    shard = sharding.member_sharding(mesh)
+    self._init = jax.jit(jax.vmap(self._init_member), out_shardings=shard)
+    self._init_from = jax.jit(jax.vmap(self._init_from_parent), out_shardings=shard)
+    self._run = jax.jit(self._run_steps, static_argnums=(5,), donate_argnums=(0,))
+    self._eval = jax.jit(self._evaluate, static_argnums=(4, 5))
+
+  def _init_member(self, hp: MemberHparams) -> MemberState:
+    variables = self.model.init(member_key(hp, 0), self.x_sample)
+    params = jax.tree.map(lambda w: w * hp.init_scale, variables["params"])
+    return self._state(params, variables.get("batch_stats", {}), hp)
+
+  def _init_from_parent(self, hp: MemberHparams, params, batch_stats) -> MemberState:
+    return self._state(params, batch_stats, hp)
+
+  def _state(self, params, batch_stats, hp):
+    return MemberState(
+        params=params, batch_stats=batch_stats,
+        opt_state=optim.init_opt_state(self.cfg.optimizers, params, hp.lr, hp.weight_decay),
+        alive=jnp.array(True), diverged_step=jnp.array(-1, jnp.int32))
+
+  def init(self, hp: MemberHparams, parents=None) -> MemberState:
+    """parents: optional (params, batch_stats) with leading member axis."""
+    if parents is None:
+      return self._init(hp)
+    return self._init_from(hp, *parents)
+
+  def _run_steps(self, states, hp, order_keys, data: DeviceData, start, n_steps: int):
+    key_axis = None if self.shared_order else 0
+    step_fn = jax.vmap(functools.partial(member_step, self.cfg),
+                       in_axes=(0, 0, key_axis, None, None))
+
+    def body(states, step):
+      return step_fn(states, hp, order_keys, data, step)
+
+    return jax.lax.scan(body, states, start + jnp.arange(n_steps))
+
+  def run(self, states, hp, order_keys, data, start: int, n_steps: int):
+    """Advances every member by `n_steps` steps -> (states, loss [n_steps, M])."""
+    return self._run(states, hp, order_keys, data, jnp.int32(start), n_steps)
+
+  def _evaluate(self, states, hp, x_NHWC, labels_TN, chunk: int, num_classes: int):
+    fn = jax.vmap(lambda s, y: member_eval(self.cfg, s, x_NHWC, y, chunk, num_classes))
+    return fn(states, labels_TN[hp.task])
+
+  def evaluate(self, states, hp, x_NHWC, labels_TN, num_classes: int):
+    """Per-member (loss, accuracy, balanced accuracy) over the examples of its task."""
+    m_local = max(1, states.alive.shape[0] // self.mesh.devices.size)
+    chunk = int(max(1, min(x_NHWC.shape[0], EVAL_BUDGET // m_local)))
+    return self._eval(states, hp, x_NHWC, labels_TN, chunk, num_classes)

@@ -1,0 +1,49 @@
+"""The population axis over devices and hosts (`jax.sharding`, SPMD).
+
+The same program runs on one CPU, a GPU box, or many hosts after
+`jax.distributed.initialize()`: member-indexed arrays are split over a 1-D
+mesh axis "pop"; the data are replicated.
+"""
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def population_mesh(devices=None) -> Mesh:
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ("pop",))
+
+
+def padded_size(members: int, mesh: Mesh) -> int:
+  """Smallest multiple of the device count that holds `members`."""
+  n = mesh.devices.size
+  return -(-members // n) * n
+
+
+def member_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P("pop"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def put_members(tree, mesh: Mesh):
+  """Host NumPy pytree with leading member axis -> global array sharded on 'pop'."""
+  sharding = member_sharding(mesh)
+  return jax.tree.map(
+      lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: a[i]), tree)
+
+
+def put_replicated(tree, mesh: Mesh):
+  sharding = replicated(mesh)
+  return jax.tree.map(
+      lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: a[i]), tree)
+
+
+def to_host(tree):
+  """Gathers a (possibly multi-host) sharded pytree into NumPy on every process."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)

@@ -1,0 +1,17 @@
+"""Test-session setup: hermetic Hub, 8 fake CPU devices, strict numerics.
+
+Environment variables must be set before jax / huggingface_hub are imported.
+"""
+import os
+import tempfile
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="jatlas-hf-cache-"))
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["JAX_NUM_CPU_DEVICES"] = "8"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)

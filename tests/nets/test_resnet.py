@@ -1,0 +1,169 @@
+"""ResNet: eval/train parity with a torch twin; taps; batch_stats; names."""
+import copy
+import functools
+
+import chex
+import jax
+import numpy as np
+import pytest
+import torch
+
+import torch_copy
+from jatlas.nets import ResNet, resnet_from_name, stage_blocks_from_name
+
+WIDTHS = (16, 32, 64, 128)
+N, H, W, C = 4, 8, 8, 3
+K = 10
+
+
+class TorchBlock(torch.nn.Module):
+
+  def __init__(self, c_in, c_out, stride):
+    super().__init__()
+    self.conv1 = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+    self.bn1 = torch.nn.BatchNorm2d(c_out)
+    self.conv2 = torch.nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+    self.bn2 = torch.nn.BatchNorm2d(c_out)
+    self.proj = stride != 1 or c_in != c_out
+    if self.proj:
+      self.proj_conv = torch.nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+      self.proj_bn = torch.nn.BatchNorm2d(c_out)
+
+  def forward(self, x):
+    h = torch.relu(self.bn1(self.conv1(x)))
+    h = self.bn2(self.conv2(h))
+    return torch.relu(h + (self.proj_bn(self.proj_conv(x)) if self.proj else x))
+
+
+class TorchResNet(torch.nn.Module):
+
+  def __init__(self, c_in, stage_blocks, widths, num_classes):
+    super().__init__()
+    self.stem_conv = torch.nn.Conv2d(c_in, widths[0], 3, 1, 1, bias=False)
+    self.stem_bn = torch.nn.BatchNorm2d(widths[0])
+    blocks, c = [], widths[0]
+    for stage, (n, width) in enumerate(zip(stage_blocks, widths)):
+      for b in range(n):
+        blocks.append(TorchBlock(c, width, 2 if stage > 0 and b == 0 else 1))
+        c = width
+    self.blocks = torch.nn.ModuleList(blocks)
+    self.head = torch.nn.Linear(c, num_classes)
+    for m in self.modules():
+      if isinstance(m, torch.nn.BatchNorm2d):
+        torch_copy.randomize_batch_norm(m)
+
+  def forward(self, x):
+    h = torch.relu(self.stem_bn(self.stem_conv(x)))
+    for block in self.blocks:
+      h = block(h)
+    return self.head(h.mean(dim=(2, 3)))
+
+
+def _put(tree: dict, path: tuple[str, ...], value) -> None:
+  for key in path[:-1]:
+    tree = tree.setdefault(key, {})
+  tree[path[-1]] = value
+
+
+def copy_weights(twin: TorchResNet) -> dict:
+  params, stats = {}, {}
+  modules = [((name,), getattr(twin, name))
+             for name in ("stem_conv", "stem_bn", "head")]
+  modules += [((f"block{k}", name), m) for k, block in enumerate(twin.blocks, 1)
+              for name, m in block.named_children()]
+  for path, m in modules:
+    if isinstance(m, torch.nn.BatchNorm2d):
+      p, s = torch_copy.batch_norm(m)
+      _put(params, path, p)
+      _put(stats, path, s)
+    elif isinstance(m, torch.nn.Linear):
+      _put(params, path, torch_copy.linear(m))
+    else:
+      _put(params, path, torch_copy.conv(m))
+  return {"params": params, "batch_stats": stats}
+
+
+def make_case(arch: str):
+  torch.manual_seed(0)
+  twin = TorchResNet(C, stage_blocks_from_name(arch), WIDTHS, K).eval()
+  x_NHWC = np.random.default_rng(0).normal(size=(N, H, W, C)).astype(np.float32)
+  net = resnet_from_name(arch, widths=WIDTHS, num_classes=K)
+  variables = copy_weights(twin)
+  chex.assert_trees_all_equal_shapes(
+      jax.eval_shape(net.init, jax.random.key(0), x_NHWC), variables)
+  return twin, net, variables, x_NHWC
+
+
+@pytest.fixture(scope="module", params=["R1121", "R2222"])
+def case(request):
+  return make_case(request.param)
+
+
+def torch_and_jax(case):
+  twin, net, variables, x_NHWC = case
+  logits_NK, taps = net.apply(variables, x_NHWC, return_taps=True)
+  with torch.no_grad():
+    expected_NK = twin(torch_copy.nchw(x_NHWC)).numpy()
+  return expected_NK, logits_NK, taps
+
+
+def test_eval_logits_match_torch(case):
+  expected_NK, logits_NK, _ = torch_and_jax(case)
+  np.testing.assert_allclose(logits_NK, expected_NK, atol=1e-5, rtol=1e-5)
+
+
+def test_train_mode_matches_torch_and_updates_batch_stats(case):
+  twin, net, variables, x_NHWC = case
+  twin = copy.deepcopy(twin).train()
+  with torch.no_grad():
+    expected_NK = twin(torch_copy.nchw(x_NHWC)).numpy()
+  logits_NK, updates = net.apply(variables, x_NHWC, train=True,
+                                 mutable=["batch_stats"])
+  np.testing.assert_allclose(logits_NK, expected_NK, atol=1e-5, rtol=1e-5)
+  new = updates["batch_stats"]["block1"]["bn1"]
+  old = variables["batch_stats"]["block1"]["bn1"]
+  torch_bn = twin.blocks[0].bn1
+  np.testing.assert_allclose(new["mean"], torch_bn.running_mean, atol=1e-6)
+  # torch stores the unbiased batch variance, flax the biased one (n = N*H*W).
+  n = N * H * W
+  batch_var_unbiased = (torch_bn.running_var.numpy() - 0.9 * old["var"]) / 0.1
+  np.testing.assert_allclose(
+      new["var"], 0.9 * old["var"] + 0.1 * batch_var_unbiased * (n - 1) / n,
+      atol=1e-5)
+  changed = jax.tree.map(lambda a, b: bool(np.any(a != b)),
+                         updates["batch_stats"], variables["batch_stats"])
+  assert all(jax.tree.leaves(changed))
+
+
+def test_taps_r1121():
+  net = resnet_from_name("R1121", widths=WIDTHS, num_classes=K)
+  _, taps = jax.eval_shape(
+      functools.partial(net.init_with_output, return_taps=True),
+      jax.random.key(0), np.zeros((N, H, W, C), np.float32))[0]
+  assert list(taps) == ["stem", "block1", "block2", "block3", "block4",
+                        "block5", "pool", "logits"]
+  chex.assert_shape(list(taps.values()), [
+      (N, 8, 8, 16), (N, 8, 8, 16), (N, 4, 4, 32), (N, 2, 2, 64),
+      (N, 2, 2, 64), (N, 1, 1, 128), (N, 128), (N, K)])
+
+
+def test_projection_only_where_shape_changes():
+  params = jax.eval_shape(resnet_from_name("R2222").init, jax.random.key(0),
+                          np.zeros((1, 8, 8, 3), np.float32))["params"]
+  with_proj = [k for k, v in params.items() if "proj_conv" in v]
+  assert with_proj == ["block3", "block5", "block7"]
+  assert sorted(params["block1"]) == ["bn1", "bn2", "conv1", "conv2"]
+
+
+def test_stage_blocks_from_name():
+  assert stage_blocks_from_name("R1121") == (1, 1, 2, 1)
+  assert stage_blocks_from_name("resnet10") == (1, 1, 1, 1)
+  assert stage_blocks_from_name("ResNet18") == (2, 2, 2, 2)
+  with pytest.raises(ValueError, match="R1121"):
+    stage_blocks_from_name("resnet50")
+
+
+def test_mismatched_widths_raise():
+  net = ResNet(stage_blocks=(1, 1), widths=(8, 16, 32))
+  with pytest.raises(ValueError, match=r"stage_blocks=\(1, 1\)"):
+    net.init(jax.random.key(0), np.zeros((1, 8, 8, 3), np.float32))
