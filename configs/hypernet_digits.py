@@ -37,10 +37,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "relation": "finetune",
   })
   c.experiment = ml_collections.ConfigDict({"test_fraction": 0.3, "seed": 0})
-  if arg == "smoke":
-    c.zoo.members = 20
-    c.zoo.epochs = (2,)
-    c.zoo.save_epochs = (0, 1, 2)
+  if arg == "smoke":  # 3 models per digit: 20 train the weight probe, 10 test it
+    c.zoo.members = 30
+    c.zoo.epochs = (1,)
+    c.zoo.save_epochs = (0, 1)
+    c.experiment.test_fraction = 1 / 3
   elif arg:
     raise ValueError(f"unknown config variant {arg!r}; expected '' or 'smoke'")
   return c

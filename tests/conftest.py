@@ -2,11 +2,15 @@
 
 Environment variables must be set before jax / huggingface_hub are imported.
 """
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="jatlas-hf-cache-"))
+if "HF_HUB_CACHE" not in os.environ:  # an empty cache: nothing can come from outside
+  os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="jatlas-hf-cache-")
+  atexit.register(shutil.rmtree, os.environ["HF_HUB_CACHE"], True)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["JAX_NUM_CPU_DEVICES"] = "8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
