@@ -20,7 +20,7 @@ from jatlas.config import load_config
 from jatlas.weights import member_split, statnn_features, task_identification
 from jatlas.weights.plot import plot_confusion
 from jatlas.zoo import Zoo, train_zoo
-from jatlas.zoo.files import write_json
+from jatlas.files import write_json
 from jatlas.zoo.plot import plot_zoo_accuracy
 from jatlas.zoo.store import TABLE
 

@@ -3,6 +3,12 @@
   jatlas zoo train --config configs/hypernet_digits.py[:smoke] --out DIR [--config.zoo.members=64]
   jatlas zoo train ... --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # per host
   jatlas zoo info DIR
+  jatlas zoo push DIR REPO_ID [--private]          # a zoo as a Hub dataset repo
+  jatlas convert torch2jax IN.safetensors OUT.safetensors
+  jatlas convert jax2torch IN.safetensors OUT.safetensors [--arch lenet5 --arch-kwargs '{}'
+                           --input-shape 32,32,3]
+  jatlas convert jax2torch ZOO_DIR OUT.safetensors --row 3
+  jatlas hub card REPO_ID [--revision REV] [--repo-type dataset]
 """
 import argparse
 import json
@@ -54,6 +60,93 @@ def _zoo_info(args, rest):
     print(json.dumps({k: v for k, v in zoo.manifest.items() if k != "tensors"}, indent=1))
 
 
+def _no_extra(rest):
+  if rest:
+    raise SystemExit(f"unexpected arguments {rest}")
+
+
+def _zoo_push(args, rest):
+  from jatlas.io import hub
+  _no_extra(rest)
+  info = hub.push_zoo(args.dir, args.repo_id, private=args.private or None,
+                      commit_message=args.message)
+  print(getattr(info, "commit_url", info))
+
+
+def _convert_torch2jax(args, rest):
+  from jatlas import io
+  _no_extra(rest)
+  variables = io.load_torch(args.input, strict=not args.no_strict)
+  io.save_safetensors(args.output, variables, {"format": "flax"})
+  n = len(io.tensor_shapes(args.output))
+  print(f"wrote {n} tensors in flax layout to {args.output}")
+
+
+def _jax2torch_state_dict(args) -> dict:
+  """The torch state dict of a zoo row, a jatlas net's variables, or any variables."""
+  from flax import traverse_util
+  from jatlas import io, nets
+  from jatlas.zoo.store import Zoo
+  shape = args.input_shape and tuple(int(d) for d in args.input_shape.split(","))
+  if os.path.isdir(args.input):
+    if args.row is None:
+      raise SystemExit(f"{args.input} is a zoo: pass --row (a row of its members table)")
+    return io.member_to_torch(Zoo.open(args.input), args.row, input_shape=shape)
+  variables = traverse_util.unflatten_dict(io.load_file(args.input), sep="/")
+  if args.arch is None:
+    return io.to_state_dict(variables)
+  if shape is None:
+    raise SystemExit("--arch needs --input-shape (one example, e.g. 32,32,3)")
+  net = nets.build(args.arch, **json.loads(args.arch_kwargs))
+  return io.to_torch(net, variables, input_shape=shape)
+
+
+def _convert_jax2torch(args, rest):
+  from jatlas import io
+  _no_extra(rest)
+  state_dict = _jax2torch_state_dict(args)
+  io.save_safetensors(args.output, state_dict, {"format": "pt"})
+  print(f"wrote {len(state_dict)} tensors in torch layout to {args.output}")
+
+
+def _hub_card(args, rest):
+  from jatlas.io import hub
+  _no_extra(rest)
+  meta = hub.read_card(args.repo_id, revision=args.revision, repo_type=args.repo_type)
+  print(json.dumps(meta.to_json(), indent=1, sort_keys=True, default=str))
+
+
+def _add_interop(sub, zoo):
+  """The io subcommands: zoo push, convert torch2jax|jax2torch, hub card."""
+  push = zoo.add_parser("push", help="publish a zoo directory as a Hub dataset repo")
+  push.add_argument("dir")
+  push.add_argument("repo_id")
+  push.add_argument("--private", action="store_true")
+  push.add_argument("--message", help="commit message")
+  push.set_defaults(fn=_zoo_push)
+  convert = sub.add_parser("convert", help="convert checkpoints between torch and jatlas")
+  convert = convert.add_subparsers(dest="cmd", required=True)
+  t2j = convert.add_parser("torch2jax", help="torch names/layouts -> flax (params/..., HWIO)")
+  t2j.add_argument("input", help=".safetensors file, sharded index .json or folder")
+  t2j.add_argument("output")
+  t2j.add_argument("--no-strict", action="store_true", help="drop tensors no rule converts")
+  t2j.set_defaults(fn=_convert_torch2jax)
+  j2t = convert.add_parser("jax2torch", help="flax variables or a zoo member -> torch state dict")
+  j2t.add_argument("input", help="flax-layout .safetensors file, or a zoo directory")
+  j2t.add_argument("output")
+  j2t.add_argument("--row", type=int, help="zoo input: the members-table row to convert")
+  j2t.add_argument("--arch", help="jatlas net name (nets.NETS) for its torch twin's layout")
+  j2t.add_argument("--arch-kwargs", default="{}", help="JSON kwargs of the net")
+  j2t.add_argument("--input-shape", help="one example's shape, e.g. 32,32,3")
+  j2t.set_defaults(fn=_convert_jax2torch)
+  hub = sub.add_parser("hub", help="Hugging Face Hub").add_subparsers(dest="cmd", required=True)
+  card = hub.add_parser("card", help="print a repo card's metadata (base_model, license, ...)")
+  card.add_argument("repo_id")
+  card.add_argument("--revision")
+  card.add_argument("--repo-type", default="model", choices=("model", "dataset"))
+  card.set_defaults(fn=_hub_card)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(prog="jatlas", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +167,7 @@ def main(argv=None):
   info.add_argument("dir")
   info.add_argument("--json", action="store_true", help="also print the manifest")
   info.set_defaults(fn=_zoo_info)
+  _add_interop(sub, zoo)
   args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   args.fn(args, rest)
 

@@ -24,7 +24,7 @@ import pandas as pd
 from flax import traverse_util
 from safetensors import safe_open
 
-from jatlas.zoo import files
+from jatlas import files
 
 FORMAT = "jatlas-zoo"
 VERSION = 1
@@ -154,3 +154,12 @@ class Zoo:
     from jatlas import nets  # zoo -> nets is the allowed direction
     m = self.manifest["model"]
     return nets.build(m["name"], **m["kwargs"])
+
+  @classmethod
+  def from_hub(cls, repo_id: str, *, revision: str | None = None, **kw) -> "Zoo":
+    """Opens a zoo pushed as a Hub dataset repo, through the Hugging Face cache.
+
+    `kw`: cache_dir, token, check (see jatlas.io.hub.open_zoo).
+    """
+    from jatlas.io import hub  # io sits above zoo; import only when asked
+    return hub.open_zoo(repo_id, revision=revision, **kw)

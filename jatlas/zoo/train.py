@@ -17,8 +17,8 @@ import pandas as pd
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from jatlas import data
-from jatlas.zoo import files, recipe, sharding, store
+from jatlas import data, files
+from jatlas.zoo import recipe, sharding, store
 from jatlas.zoo.checkpoint import TrainCheckpoints, abstract_like
 from jatlas.zoo.engine import Engine
 from jatlas.zoo.parents import Parents, load_parents
@@ -188,6 +188,7 @@ def _manifest(cfg, run: _Run, states) -> dict:
       "format": store.FORMAT, "version": store.VERSION, "name": cfg.get("name", "zoo"),
       "model": {"name": cfg.model.name, "kwargs": recipe.model_kwargs(cfg, run.tasks)},
       "data": {"name": cfg.data.name, "kwargs": dict(cfg.data.get("kwargs", {}))},
+      "input_shape": list(run.ds.input_shape),
       "tasks": list(run.tasks.names), "num_classes": run.tasks.num_classes,
       "members": run.m, "steps_per_epoch": run.sched.steps_per_epoch,
       "devices": run.eng.mesh.devices.size, "processes": jax.process_count(),

@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from jatlas.zoo import Zoo, ZooFormatError, train_zoo
-from jatlas.zoo import files
+from jatlas import files
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader never sees a half-written file.
+"""Atomic file writes: a reader never sees a half-written file (zoo store, jatlas.io).
 
 Each writer writes `path.tmp-<pid>` in the target folder, flushes it to disk,
 then renames it over `path` (rename is atomic on POSIX filesystems).
