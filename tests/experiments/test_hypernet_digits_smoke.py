@@ -1,0 +1,29 @@
+"""The README main job, on its smoke config: zoo + task identification end to end."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_smoke_run_writes_results(tmp_path):
+  out = str(tmp_path / "run")
+  cmd = [sys.executable, os.path.join(ROOT, "experiments", "hypernet_digits.py"),
+         f"--config={os.path.join(ROOT, 'configs', 'hypernet_digits.py')}:smoke", "--out", out]
+  env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.load(open(os.path.join(out, "results.json")))
+  assert results["members"] == 30 and results["checkpoints"] == 60
+  assert results["diverged"] == 0
+  assert results["task_id_chance"] == 0.1 and results["task_id_n_test"] == 10
+  assert 0.0 <= results["task_id_acc_statnn"] <= 1.0
+  assert results["test_acc_mean"] > 0.85  # after one epoch, mostly the 90% negatives
+  assert set(results["test_bacc_per_task"]) == {f"one_vs_rest:{k}" for k in range(10)}
+  for f in ("accuracy.png", "task_id_confusion.png", "task_id.csv", "zoo/members.parquet"):
+    assert os.path.getsize(os.path.join(out, f)) > 0, f
+  assert "task identified from weights" in proc.stdout
+  # a second run reuses the finished zoo instead of training again
+  again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+  assert again.returncode == 0 and "zoo 30 members" not in again.stderr
