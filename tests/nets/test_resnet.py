@@ -9,54 +9,12 @@ import pytest
 import torch
 
 import torch_copy
+import torch_twins
 from jatlas.nets import ResNet, resnet_from_name, stage_blocks_from_name
 
 WIDTHS = (16, 32, 64, 128)
 N, H, W, C = 4, 8, 8, 3
 K = 10
-
-
-class TorchBlock(torch.nn.Module):
-
-  def __init__(self, c_in, c_out, stride):
-    super().__init__()
-    self.conv1 = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-    self.bn1 = torch.nn.BatchNorm2d(c_out)
-    self.conv2 = torch.nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-    self.bn2 = torch.nn.BatchNorm2d(c_out)
-    self.proj = stride != 1 or c_in != c_out
-    if self.proj:
-      self.proj_conv = torch.nn.Conv2d(c_in, c_out, 1, stride, bias=False)
-      self.proj_bn = torch.nn.BatchNorm2d(c_out)
-
-  def forward(self, x):
-    h = torch.relu(self.bn1(self.conv1(x)))
-    h = self.bn2(self.conv2(h))
-    return torch.relu(h + (self.proj_bn(self.proj_conv(x)) if self.proj else x))
-
-
-class TorchResNet(torch.nn.Module):
-
-  def __init__(self, c_in, stage_blocks, widths, num_classes):
-    super().__init__()
-    self.stem_conv = torch.nn.Conv2d(c_in, widths[0], 3, 1, 1, bias=False)
-    self.stem_bn = torch.nn.BatchNorm2d(widths[0])
-    blocks, c = [], widths[0]
-    for stage, (n, width) in enumerate(zip(stage_blocks, widths)):
-      for b in range(n):
-        blocks.append(TorchBlock(c, width, 2 if stage > 0 and b == 0 else 1))
-        c = width
-    self.blocks = torch.nn.ModuleList(blocks)
-    self.head = torch.nn.Linear(c, num_classes)
-    for m in self.modules():
-      if isinstance(m, torch.nn.BatchNorm2d):
-        torch_copy.randomize_batch_norm(m)
-
-  def forward(self, x):
-    h = torch.relu(self.stem_bn(self.stem_conv(x)))
-    for block in self.blocks:
-      h = block(h)
-    return self.head(h.mean(dim=(2, 3)))
 
 
 def _put(tree: dict, path: tuple[str, ...], value) -> None:
@@ -65,12 +23,12 @@ def _put(tree: dict, path: tuple[str, ...], value) -> None:
   tree[path[-1]] = value
 
 
-def copy_weights(twin: TorchResNet) -> dict:
+def copy_weights(twin: torch_twins.ResNet) -> dict:
   params, stats = {}, {}
   modules = [((name,), getattr(twin, name))
              for name in ("stem_conv", "stem_bn", "head")]
-  modules += [((f"block{k}", name), m) for k, block in enumerate(twin.blocks, 1)
-              for name, m in block.named_children()]
+  modules += [((f"block{k}", name), m) for k in range(1, twin.n + 1)
+              for name, m in getattr(twin, f"block{k}").named_children()]
   for path, m in modules:
     if isinstance(m, torch.nn.BatchNorm2d):
       p, s = torch_copy.batch_norm(m)
@@ -85,7 +43,8 @@ def copy_weights(twin: TorchResNet) -> dict:
 
 def make_case(arch: str):
   torch.manual_seed(0)
-  twin = TorchResNet(C, stage_blocks_from_name(arch), WIDTHS, K).eval()
+  twin = torch_twins.ResNet(C, stage_blocks_from_name(arch), WIDTHS, K).eval()
+  torch_twins.randomize_batch_norms(twin)
   x_NHWC = np.random.default_rng(0).normal(size=(N, H, W, C)).astype(np.float32)
   net = resnet_from_name(arch, widths=WIDTHS, num_classes=K)
   variables = copy_weights(twin)
@@ -122,7 +81,7 @@ def test_train_mode_matches_torch_and_updates_batch_stats(case):
   np.testing.assert_allclose(logits_NK, expected_NK, atol=1e-5, rtol=1e-5)
   new = updates["batch_stats"]["block1"]["bn1"]
   old = variables["batch_stats"]["block1"]["bn1"]
-  torch_bn = twin.blocks[0].bn1
+  torch_bn = twin.block1.bn1
   np.testing.assert_allclose(new["mean"], torch_bn.running_mean, atol=1e-6)
   # torch stores the unbiased batch variance, flax the biased one (n = N*H*W).
   n = N * H * W

@@ -7,6 +7,7 @@ expects. Twins take NCHW images (CNN1D: NCL signals) and flatten in torch order.
 import jax
 import numpy as np
 import torch
+import torch_copy
 
 from jatlas import nets
 
@@ -121,14 +122,9 @@ class ResNet(torch.nn.Module):
 
 def randomize_batch_norms(model: torch.nn.Module) -> None:
   """Non-trivial affine params and running stats, so eval-mode BN is tested."""
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, torch.nn.BatchNorm2d):
-        m.weight.uniform_(0.5, 1.5)
-        m.bias.normal_(0.0, 0.2)
-        m.running_mean.normal_(0.0, 0.2)
-        m.running_var.uniform_(0.5, 1.5)
-        m.num_batches_tracked.fill_(7)
+  for m in model.modules():
+    if isinstance(m, torch.nn.BatchNorm2d):
+      torch_copy.randomize_batch_norm(m)
 
 
 def _images(n, h, w, c):
