@@ -26,6 +26,7 @@ from jatlas.zoo.step import MemberHparams, StepConfig, device_data
 
 CASES = {  # name: (net, image size, members, batch, steps)
     "lenet5_64": ("lenet5", 32, 64, 32, 20),
+    "lenet5_64_shared_order": ("lenet5", 32, 64, 32, 20),  # zoo.shared_order=True
     "lenet5_256": ("lenet5", 32, 256, 32, 10),
     "mlp_1024": ("mlp", 8, 1024, 64, 200),
 }
@@ -71,14 +72,16 @@ def jatlas_rate(case, steps_override=None):
                    steps_per_epoch=len(ds.x_train) // batch, has_batch_stats=False,
                    full_tasks=True)
   mesh = sharding.population_mesh()
-  eng = Engine(cfg, net, ds.x_train[:1], mesh)
+  shared = case.endswith("shared_order")  # all members see the same batches
+  eng = Engine(cfg, net, ds.x_train[:1], mesh, shared_order=shared)
   keys = np.stack([np.asarray(jax.random.key_data(jax.random.key(s))) for s in range(m)])
   hp = sharding.put_members(MemberHparams(
       key=keys, task=(np.arange(m) % 10).astype(np.int32), lr=np.full(m, 1e-3, np.float32),
       weight_decay=np.zeros(m, np.float32), optimizer=np.zeros(m, np.int32),
       init_scale=np.ones(m, np.float32), total_steps=np.full(m, 10**6, np.int32)), mesh)
   d = sharding.put_replicated(device_data(ds.x_train, tasks.labels["train"]), mesh)
-  order = jax.vmap(lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), 1))(hp.key)
+  order = jax.random.key(1) if shared else jax.vmap(
+      lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), 1))(hp.key)
   states = eng.init(hp)
   t = time.perf_counter()
   states, loss = eng.run(states, hp, order, d, 0, steps)
