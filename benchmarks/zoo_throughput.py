@@ -1,172 +1,249 @@
 """Population training throughput: jatlas (one vmapped program) vs a PyTorch loop over models.
 
-  python benchmarks/zoo_throughput.py [--quick] [--cases lenet5_64,mlp_1024]
+  python benchmarks/zoo_throughput.py [--quick] [--cases lenet5_64,mlp_1024] [--reps 3]
 
-Same architecture, batch size, optimizer (Adam 1e-3) and number of steps on both sides;
-compile time excluded (reported apart). One JSON line per case:
+Same architecture, batch size, optimizer (Adam 1e-3, one-vs-rest labels for LeNet-5 on
+digits upscaled to 32x32; 10-class digits 8x8 for the MLP) and number of steps on both
+sides. jatlas trains through `Engine.run` (the library path) with the population sharded
+over one CPU device per core (JAX_NUM_CPU_DEVICES = os.cpu_count() unless set); PyTorch
+runs `for model: for step: forward, loss, backward, optimizer.step()` with
+torch.set_num_threads(os.cpu_count()). Each side runs in its own process (JAX's idle
+threads slow a PyTorch loop in the same process), compile time is excluded from the rates
+and reported apart, and rates are medians over --reps timed repeats.
+
+One JSON line per case on stdout (ratio > 1 means jatlas is faster):
 {"name", "jatlas", "baseline", "ratio", "unit": "member-steps/s", "gflops", "peak_gflops",
- "peak_fraction", ...}; ratio > 1 means jatlas is faster. FLOPs are counted analytically:
-forward multiply-adds x 2, times 3 for forward + backward.
+ "peak_fraction", "members", "batch", "steps", "compile_s", "devices"}
+FLOPs are counted analytically (printed on stderr): forward multiply-adds per example from
+the layer shapes, x 2 FLOPs per multiply-add, x 3 for forward + backward, x batch.
+`peak_gflops` is a 2048x2048 float32 JAX matmul measured in the same run (median of repeats).
 """
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jatlas import data, nets
-from jatlas.zoo import sharding
-from jatlas.zoo.engine import Engine
-from jatlas.zoo.step import MemberHparams, StepConfig, device_data
-
-CASES = {  # name: (net, image size, members, batch, steps)
-    "lenet5_64": ("lenet5", 32, 64, 32, 20),
-    "lenet5_64_shared_order": ("lenet5", 32, 64, 32, 20),  # zoo.shared_order=True
-    "lenet5_256": ("lenet5", 32, 256, 32, 10),
-    "mlp_1024": ("mlp", 8, 1024, 64, 200),
+CASES = {  # name: net, members, batch, steps per timed repeat
+    "lenet5_64": dict(net="lenet5", members=64, batch=32, steps=20),
+    # all members see the same batches (Engine(shared_order=True)); labels, init differ
+    "lenet5_64_shared_order": dict(net="lenet5", members=64, batch=32, steps=20, shared=True),
+    "lenet5_256": dict(net="lenet5", members=256, batch=32, steps=10),
+    "mlp_1024": dict(net="mlp", members=1024, batch=64, steps=100),
+}
+QUICK = {  # smoke sizes for --quick
+    "lenet5_64": dict(members=4, steps=2),
+    "lenet5_64_shared_order": dict(members=4, steps=2),
+    "lenet5_256": dict(members=8, steps=2),
+    "mlp_1024": dict(members=16, steps=5),
 }
 
 
-def peak_gflops(n=2048, reps=5) -> float:
-  a = jnp.ones((n, n), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  f(a).block_until_ready()
+def case_config(name: str, quick: bool) -> dict:
+  if name not in CASES:
+    raise SystemExit(f"unknown case {name!r}; known: {', '.join(CASES)}")
+  cfg = {**CASES[name], **(QUICK[name] if quick else {})}
+  devices = int(os.environ.get("JAX_NUM_CPU_DEVICES", os.cpu_count()))
+  cfg["members"] = -(-cfg["members"] // devices) * devices  # whole members per device
+  return cfg
+
+
+def load_task(net: str):
+  """(x_train NHWC float32, labels_TN int32, num_classes): LeNet-5 gets digits at 32x32
+  with the 10 one-vs-rest tasks; the MLP gets 8x8 digits with their 10 classes."""
+  from jatlas import data
+  if net == "lenet5":
+    ds = data.load_digits(size=32)
+    return ds.x_train, np.asarray(data.one_vs_rest(ds).labels["train"], np.int32), 2
+  ds = data.load_digits(size=8)
+  return ds.x_train, ds.y_train[None].astype(np.int32), 10
+
+
+def build_net(net: str, num_classes: int):
+  from jatlas import nets
+  if net == "mlp":
+    return nets.MLP(hidden=(32,), num_classes=num_classes)
+  return nets.LeNet5(num_classes=num_classes)
+
+
+def forward_macs(model, x_1HWC) -> list:
+  """[(layer, multiply-adds per example)] from the parameter and layer-output shapes."""
+  import jax
+  variables = jax.eval_shape(model.init, jax.random.key(0), x_1HWC)
+  _, taps = jax.eval_shape(lambda v: model.apply(v, x_1HWC, return_taps=True), variables)
+  rows = []
+  for layer, p in variables["params"].items():
+    out = taps["logits" if layer == "head" else layer]
+    rows.append((layer, int(np.prod(out.shape[1:-1])) * int(np.prod(p["kernel"].shape))))
+  return rows
+
+
+def _timed(fn, reps: int) -> float:
   times = []
   for _ in range(reps):
     t = time.perf_counter()
-    f(a).block_until_ready()
+    fn()
     times.append(time.perf_counter() - t)
-  return 2 * n**3 / np.median(times) / 1e9
+  return float(np.median(times))
 
 
-def forward_macs(net, x_1HWC) -> int:
-  """Multiply-adds of one example's forward pass, from the net's layer shapes."""
-  _, taps = jax.eval_shape(lambda v: net.apply(v, x_1HWC, return_taps=True),
-                           jax.eval_shape(net.init, jax.random.key(0), x_1HWC))
-  variables = jax.eval_shape(net.init, jax.random.key(0), x_1HWC)["params"]
-  macs = 0
-  for name, p in variables.items():
-    k = p["kernel"].shape
-    out = taps["logits"] if name == "head" else taps[name]
-    macs += int(np.prod(out.shape[1:-1])) * int(np.prod(k))  # per output position
-  return macs
+# ------------------------------------------------------------------ sides
+
+def side_peak(reps: int = 7) -> dict:
+  import jax
+  import jax.numpy as jnp
+  n = 2048
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  return {"peak_gflops": 2 * n**3 / _timed(lambda: f(a).block_until_ready(), reps) / 1e9}
 
 
-def _setup(case):
-  name, size, m, batch, steps = CASES[case]
-  ds = data.load_digits(size=size)
-  tasks = data.one_vs_rest(ds)
-  net = nets.build(name, num_classes=2, **({"hidden": (32,)} if name == "mlp" else {}))
-  return net, ds, tasks, m, batch, steps
+def side_jatlas(cfg: dict, reps: int) -> dict:
+  import jax
+  import jax.numpy as jnp
+  from jatlas.zoo import sharding
+  from jatlas.zoo.engine import Engine
+  from jatlas.zoo.step import MemberHparams, StepConfig, device_data
 
-
-def jatlas_rate(case, steps_override=None):
-  net, ds, tasks, m, batch, steps = _setup(case)
-  steps = steps_override or steps
-  cfg = StepConfig(apply_fn=net.apply, optimizers=("adam",), batch_size=batch,
-                   steps_per_epoch=len(ds.x_train) // batch, has_batch_stats=False,
-                   full_tasks=True)
+  x, labels_TN, num_classes = load_task(cfg["net"])
+  net = build_net(cfg["net"], num_classes)
+  m, batch, steps = cfg["members"], cfg["batch"], cfg["steps"]
+  step_cfg = StepConfig(apply_fn=net.apply, optimizers=("adam",), batch_size=batch,
+                        steps_per_epoch=len(x) // batch, has_batch_stats=False, full_tasks=True)
   mesh = sharding.population_mesh()
-  shared = case.endswith("shared_order")  # all members see the same batches
-  eng = Engine(cfg, net, ds.x_train[:1], mesh, shared_order=shared)
+  shared = cfg.get("shared", False)
+  eng = Engine(step_cfg, net, x[:1], mesh, shared_order=shared)
   keys = np.stack([np.asarray(jax.random.key_data(jax.random.key(s))) for s in range(m)])
   hp = sharding.put_members(MemberHparams(
-      key=keys, task=(np.arange(m) % 10).astype(np.int32), lr=np.full(m, 1e-3, np.float32),
-      weight_decay=np.zeros(m, np.float32), optimizer=np.zeros(m, np.int32),
-      init_scale=np.ones(m, np.float32), total_steps=np.full(m, 10**6, np.int32)), mesh)
-  d = sharding.put_replicated(device_data(ds.x_train, tasks.labels["train"]), mesh)
-  order = jax.random.key(1) if shared else jax.vmap(
+      key=keys, task=(np.arange(m) % len(labels_TN)).astype(np.int32),
+      lr=np.full(m, 1e-3, np.float32), weight_decay=np.zeros(m, np.float32),
+      optimizer=np.zeros(m, np.int32), init_scale=np.ones(m, np.float32),
+      total_steps=np.full(m, 10**9, np.int32)), mesh)
+  data = sharding.put_replicated(device_data(x, labels_TN), mesh)
+  order_keys = jax.random.key(1) if shared else jax.vmap(
       lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), 1))(hp.key)
-  states = eng.init(hp)
+  state = {"s": eng.init(hp), "start": 0}
+
+  def run():
+    state["s"], loss = eng.run(state["s"], hp, order_keys, data, state["start"], steps)
+    state["start"] += steps
+    jax.block_until_ready(loss)
+    return loss
+
   t = time.perf_counter()
-  states, loss = eng.run(states, hp, order, d, 0, steps)
-  jax.block_until_ready(loss)
-  compile_s = time.perf_counter() - t
-  t = time.perf_counter()
-  states, loss = eng.run(states, hp, order, d, steps, steps)
-  jax.block_until_ready(loss)
-  return m * steps / (time.perf_counter() - t), compile_s, net, ds
+  loss = run()  # compile + first run
+  first = time.perf_counter() - t
+  dt = _timed(run, reps)
+  return {"rate": m * steps / dt, "compile_s": max(0.0, first - dt),
+          "devices": jax.device_count(), "loss": float(jnp.nanmean(loss)),
+          "macs": forward_macs(net, jnp.asarray(x[:1]))}
 
 
-def torch_rate(case, steps_override=None):
+def side_torch(cfg: dict, reps: int) -> dict:
   import torch  # a benchmark-only dependency
   from torch import nn
-  name, size, m, batch, steps = CASES[case]
-  steps = steps_override or steps
+
   torch.set_num_threads(os.cpu_count())
-  ds = data.load_digits(size=size)
-  x = torch.from_numpy(np.ascontiguousarray(ds.x_train.transpose(0, 3, 1, 2)))
+  torch.manual_seed(0)
+  x, labels_TN, num_classes = load_task(cfg["net"])
+  m, batch, steps = cfg["members"], cfg["batch"], cfg["steps"]
+  x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # NCHW
+  labels = [torch.from_numpy(labels_TN[k % len(labels_TN)].astype(np.int64)) for k in range(m)]
+
   def make():
-    if name == "mlp":
-      return nn.Sequential(nn.Flatten(), nn.Linear(size * size, 32), nn.ReLU(), nn.Linear(32, 2))
-    return nn.Sequential(
+    if cfg["net"] == "mlp":
+      return nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), 32), nn.ReLU(),
+                           nn.Linear(32, num_classes))
+    return nn.Sequential(  # LeNet-5 as jatlas.nets.LeNet5
         nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
         nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(16, 120, 5), nn.Tanh(),
-        nn.Flatten(), nn.Linear(480, 84), nn.Tanh(), nn.Linear(84, 2))
+        nn.Flatten(), nn.Linear(480, 84), nn.Tanh(), nn.Linear(84, num_classes))
+
   models = [make() for _ in range(m)]
-  opts = [torch.optim.Adam(mod.parameters(), 1e-3) for mod in models]
-  y = [torch.from_numpy((ds.y_train == k % 10).astype(np.int64)) for k in range(m)]
+  opts = [torch.optim.Adam(model.parameters(), lr=1e-3) for model in models]
   gen = torch.Generator().manual_seed(0)
-  def train(n_steps):
-    for k, (mod, opt) in enumerate(zip(models, opts)):  # what a user would write
+
+  def train(n_steps):  # what a user would otherwise write
+    for model, opt, y in zip(models, opts, labels):
       for _ in range(n_steps):
         idx = torch.randint(0, len(x), (batch,), generator=gen)
-        loss = nn.functional.cross_entropy(mod(x[idx]), y[k][idx])
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
-  train(1)  # warm-up
-  t = time.perf_counter()
-  train(steps)
-  return m * steps / (time.perf_counter() - t)
+
+  train(1)  # warm-up: allocator, optimizer state
+  rate = m * steps / _timed(lambda: train(steps), reps)
+  return {"rate": rate, "threads": torch.get_num_threads()}
 
 
-def _side(side: str, case: str, steps) -> dict:
-  """Runs one side in a fresh process: JAX's idle CPU threads slow a PyTorch loop in the
-  same process by more than 10x, which would flatter jatlas."""
-  cmd = [sys.executable, __file__, "--side", side, "--cases", case]
-  cmd += ["--steps", str(steps)] if steps else []
-  out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-  return json.loads(out.strip().splitlines()[-1])
+# ------------------------------------------------------------------ driver
+
+def _run_side(side: str, case: str, args) -> dict:
+  env = dict(os.environ)
+  if side == "jatlas":  # one CPU device per core: each runs its own members, single-threaded ops
+    env.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count()))
+  cmd = [sys.executable, __file__, "--side", side, "--cases", case, "--reps", str(args.reps)]
+  cmd += ["--quick"] if args.quick else []
+  out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    return platform.processor() or "unknown"
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--quick", action="store_true", help="3 steps per case (smoke run)")
-  parser.add_argument("--cases", default=",".join(CASES))
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true",
+                      help="tiny populations, a few steps (smoke run)")
+  parser.add_argument("--cases", default=",".join(CASES),
+                      help="comma-separated: " + ",".join(CASES))
+  parser.add_argument("--reps", type=int, default=3, help="timed repeats per side (median)")
   parser.add_argument("--side", choices=("jatlas", "torch", "peak"), help=argparse.SUPPRESS)
-  parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
   args = parser.parse_args()
-  if args.side == "torch":
-    print(json.dumps({"rate": torch_rate(args.cases, args.steps)}))
-    return
+  cases = args.cases.split(",")
   if args.side == "peak":
-    print(json.dumps({"peak": peak_gflops()}))
+    print(json.dumps(side_peak()))
     return
-  if args.side == "jatlas":
-    rate, compile_s, net, ds = jatlas_rate(args.cases, args.steps)
-    macs = forward_macs(net, jnp.asarray(ds.x_train[:1]))
-    print(json.dumps({"rate": rate, "compile_s": compile_s, "macs": macs}))
+  if args.side:
+    cfg = case_config(cases[0], args.quick)
+    print(json.dumps((side_jatlas if args.side == "jatlas" else side_torch)(cfg, args.reps)))
     return
-  steps = 3 if args.quick else None
-  peak = _side("peak", "", None)["peak"]
-  for case in args.cases.split(","):
-    j = _side("jatlas", case, steps)
-    rate, compile_s = j["rate"], j["compile_s"]
-    base = _side("torch", case, steps)["rate"]
-    flop_per_step = 6 * j["macs"] * CASES[case][3]
-    gflops = rate * flop_per_step / 1e9
+
+  for case in cases:
+    case_config(case, args.quick)  # fail early on a bad name
+  print(f"# machine: {os.cpu_count()} cores, {cpu_model()}, python {platform.python_version()}",
+        file=sys.stderr)
+  peak = _run_side("peak", "", args)["peak_gflops"]
+  print(f"# peak: 2048x2048 f32 JAX matmul {peak:.1f} GFLOP/s", file=sys.stderr)
+  for case in cases:
+    cfg = case_config(case, args.quick)
+    j = _run_side("jatlas", case, args)
+    base = _run_side("torch", case, args)["rate"]
+    macs = sum(n for _, n in j["macs"])
+    flop = 6 * macs * cfg["batch"]
+    gflops = j["rate"] * flop / 1e9
+    layers = ", ".join(f"{layer} {n:,}" for layer, n in j["macs"])
+    print(f"# {case}: forward multiply-adds per example {macs:,} ({layers}); "
+          f"FLOP per member-step = 2 x 3 x {macs:,} x batch {cfg['batch']} = {flop / 1e6:.1f} M; "
+          f"jatlas on {j['devices']} devices, compile {j['compile_s']:.1f} s, loss {j['loss']:.3f}",
+          file=sys.stderr)
     print(json.dumps({
-        "name": case, "jatlas": round(rate, 1), "baseline": round(base, 1),
-        "ratio": round(rate / base, 2), "unit": "member-steps/s", "gflops": round(gflops, 2),
+        "name": case, "jatlas": round(j["rate"], 1), "baseline": round(base, 1),
+        "ratio": round(j["rate"] / base, 2), "unit": "member-steps/s", "gflops": round(gflops, 2),
         "peak_gflops": round(peak, 1), "peak_fraction": round(gflops / peak, 4),
-        "members": CASES[case][2], "batch": CASES[case][3], "compile_s": round(compile_s, 1),
-        "devices": jax.device_count(), "cpu_count": os.cpu_count()}), flush=True)
+        "members": cfg["members"], "batch": cfg["batch"], "steps": cfg["steps"],
+        "compile_s": round(j["compile_s"], 1), "devices": j["devices"]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,36 @@
 """2-D convolution and pooling whose lowering is chosen per backend.
 
 `jax.vmap` over `lax.conv` lowers to a grouped convolution, which XLA:CPU runs
-several times slower than an im2col formulation (shifted slices + one matmul).
-On GPU/TPU the grouped convolution is the natural choice. Parameters are named
-and laid out exactly like `flax.linen.Conv` (kernel HWIO, bias), so checkpoints
-and converters do not care which lowering ran.
+several times slower than matmul formulations. On CPU the default lowering
+("im2col") therefore computes each member's convolution from shifted slices
+and matmuls, with a hand-written backward pass and a vmap rule that runs a
+population's members one after another so that each member's patch buffers
+stay in cache (see benchmarks/README.md for the measurements). On GPU/TPU the
+grouped convolution ("xla") is the natural choice. Parameters are named and
+laid out exactly like `flax.linen.Conv` (kernel HWIO, bias), so checkpoints and
+converters do not care which lowering ran.
+
+Lowerings:
+  "im2col"     CPU default; first-order reverse-mode autodiff only (custom VJP).
+  "im2col_ad"  the same arithmetic traced by plain JAX autodiff (forward mode,
+               higher-order derivatives), without the member loop.
+  "xla"        `lax.conv_general_dilated`.
 
 Usage:
   y_NHWO = Conv2D(16, (5, 5), padding=0)(x_NHWC)
+  y_NHWO = conv2d(x_NHWC, w_HWIO, b_O, strides=(1, 1), padding=((2, 2), (2, 2)))
 """
+import functools
+import math
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
+from jax.custom_batching import custom_vmap
+
+LOWERINGS = ("im2col", "im2col_ad", "xla")
 
 
 def default_lowering() -> str:
@@ -23,31 +40,241 @@ def default_lowering() -> str:
 def _pad_pairs(padding, kernel_size):
   if isinstance(padding, str):
     if padding.upper() == "VALID":
-      return [(0, 0), (0, 0)]
+      return ((0, 0), (0, 0))
     if padding.upper() == "SAME":  # symmetric for odd kernels, as torch padding=k//2
-      return [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size]
+      return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size)
     raise ValueError(f"padding must be 'SAME', 'VALID' or ints, got {padding!r}")
   if isinstance(padding, int):
-    return [(padding, padding)] * 2
-  return [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+    return ((padding, padding),) * 2
+  return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
 
 
-def conv_im2col(x_NHWC, w_HWIO, strides, pads):
-  """Convolution as shifted slices + a single matmul (fast under vmap on CPU)."""
+# ---------------------------------------------------------------- one member
+# Shapes: x_NHWC input, xp padded input, w_HWIO kernel, g_NHWO output cotangent,
+# K = kh*kw*C_in patch length in (i, j, c) order (= w_HWIO.reshape(K, O) rows).
+
+def _taps(size, k, s):
+  """Output length of a valid window k with stride s over `size`."""
+  return (size - k) // s + 1
+
+
+def _shift(a, i, j, n_h, n_w, s, h_axis):
+  """a[..., i + s_h*y, j + s_w*x, ...] for y < n_h, x < n_w (H at h_axis, W next)."""
+  idx = [slice(None)] * a.ndim
+  idx[h_axis] = slice(i, i + s[0] * (n_h - 1) + 1, s[0])
+  idx[h_axis + 1] = slice(j, j + s[1] * (n_w - 1) + 1, s[1])
+  return a[tuple(idx)]
+
+
+def _patches_NHWK(xp, kh, kw, s):
+  """(N, Ho, Wo, K) patches. Stacking kw slices, then kh of those, is several times
+  faster on XLA:CPU than one 25-way concatenate along the channel axis."""
+  ho, wo = _taps(xp.shape[1], kh, s[0]), _taps(xp.shape[2], kw, s[1])
+  rows = [jnp.stack([_shift(xp, i, j, ho, wo, s, 1) for j in range(kw)], axis=3)
+          for i in range(kh)]
+  return jnp.stack(rows, axis=3).reshape(xp.shape[0], ho, wo, -1)
+
+
+def _patches_KT(xp, kh, kw, s):
+  """(K, N*Ho*Wo) patches built from contiguous (N, Ho, Wo) slabs of the
+  channel-major input; the layout the weight-gradient matmul wants."""
+  ho, wo = _taps(xp.shape[1], kh, s[0]), _taps(xp.shape[2], kw, s[1])
+  xt_CNHW = jnp.transpose(xp, (3, 0, 1, 2))
+  rows = [jnp.stack([_shift(xt_CNHW, i, j, ho, wo, s, 2) for j in range(kw)], axis=0)
+          for i in range(kh)]
+  return jnp.stack(rows, axis=0).reshape(kh * kw * xp.shape[3], -1)
+
+
+def _pad(x, pads):
+  return jnp.pad(x, [(0, 0), *pads, (0, 0)])
+
+
+PATCH_BYTES = 512 * 1024  # patch buffer per image chunk: about a quarter of L2
+
+
+def _n_chunks(n, patch_bytes_per_image):
+  """Number of equal image chunks whose patch buffer fits PATCH_BYTES."""
+  want = min(n, max(1, -(-n * patch_bytes_per_image // PATCH_BYTES)))
+  return next(c for c in range(want, n + 1) if n % c == 0)
+
+
+def _forward(x, w, b, s, pads):
+  kh, kw, c_in, c_out = w.shape
+  xp = _pad(x, pads)
+  ho, wo = _taps(xp.shape[1], kh, s[0]), _taps(xp.shape[2], kw, s[1])
+  if c_in == 1:  # no contraction over channels: kh*kw fused multiply-adds beat a K=25 matmul
+    y = sum(_shift(xp, i, j, ho, wo, s, 1) * w[i, j, 0] for i in range(kh) for j in range(kw))
+  else:
+    w_KO = w.reshape(kh * kw * c_in, c_out)
+    nc = _n_chunks(x.shape[0], ho * wo * kh * kw * c_in * x.dtype.itemsize)
+    if nc > 1:  # each image chunk's patches are multiplied while they are in cache
+      y = lax.map(lambda xi: _patches_NHWK(xi, kh, kw, s) @ w_KO, xp.reshape(nc, -1, *xp.shape[1:]))
+      y = y.reshape(x.shape[0], *y.shape[2:])
+    else:
+      y = _patches_NHWK(xp, kh, kw, s) @ w_KO
+  return y if b is None else y + b
+
+
+def _weight_grad(x, g, w_shape, s, pads):
+  """(dW_HWIO, db_O) = cotangents of the kernel and bias."""
+  kh, kw, c_in, c_out = w_shape
+  xp = _pad(x, pads)
+  n = x.shape[0]
+  nc = _n_chunks(n, g.shape[1] * g.shape[2] * kh * kw * c_in * x.dtype.itemsize)
+  if nc > 1:  # accumulate over image chunks whose patches stay in cache
+    xc, gc = xp.reshape(nc, -1, *xp.shape[1:]), g.reshape(nc, -1, *g.shape[1:])
+    body = lambda i, acc: acc + _patches_KT(xc[i], kh, kw, s) @ gc[i].reshape(-1, c_out)
+    dw = lax.fori_loop(0, nc, body, jnp.zeros((kh * kw * c_in, c_out), g.dtype))
+  else:
+    dw = _patches_KT(xp, kh, kw, s) @ g.reshape(-1, c_out)
+  return dw.reshape(w_shape), jnp.sum(g, axis=(0, 1, 2))
+
+
+def _input_grad(g, w, x_shape, s, pads):
+  """Cotangent of the input: patch cotangents (one matmul) scattered back with
+  kh*kw strided in-place adds, in channel-major layout."""
+  kh, kw, c_in, c_out = w.shape
+  n, h, wd, _ = x_shape
+  hp, wp = h + sum(pads[0]), wd + sum(pads[1])
+  ho, wo = g.shape[1:3]
+  dp = (w.reshape(-1, c_out) @ g.reshape(-1, c_out).T).reshape(kh, kw, c_in, n, ho, wo)
+  acc_CNHW = jnp.zeros((c_in, n, hp, wp), g.dtype)
+  for i in range(kh):
+    for j in range(kw):
+      idx = (slice(None), slice(None), slice(i, i + s[0] * (ho - 1) + 1, s[0]),
+             slice(j, j + s[1] * (wo - 1) + 1, s[1]))
+      acc_CNHW = acc_CNHW.at[idx].add(dp[i, j])
+  acc_CNHW = acc_CNHW[:, :, pads[0][0]:pads[0][0] + h, pads[1][0]:pads[1][0] + wd]
+  return jnp.transpose(acc_CNHW, (1, 2, 3, 0))
+
+
+# ------------------------------------------------------------ member loop
+
+def _member_map(f, *args):
+  """vmap of f over the leading (member) axis, run as a loop over members so that
+  each member's patch buffers stay in cache (vmapping all members at once streams
+  them through DRAM). With d > 1 devices the axis is split as [d, m/d] and each
+  step takes one member per device: a population sharded over the devices keeps
+  its sharding, where a loop over the sharded axis itself would make the SPMD
+  partitioner gather every member onto every device."""
+  m = args[0].shape[0]
+  d = math.gcd(m, jax.device_count())
+  if m == d:
+    return jax.vmap(f)(*args)
+  if d == 1:
+    return lax.map(lambda a: f(*a), args)
+  split = tuple(a.reshape(d, m // d, *a.shape[1:]).swapaxes(0, 1) for a in args)
+  out = lax.map(lambda a: jax.vmap(f)(*a), split)
+  return jax.tree.map(lambda o: o.swapaxes(0, 1).reshape(m, *o.shape[2:]), out)
+
+
+def _bcast(m, batched, args):
+  return [a if bt else jnp.broadcast_to(a, (m,) + a.shape) for a, bt in zip(args, batched)]
+
+
+@functools.lru_cache(maxsize=None)
+def _im2col_op(x_shape, w_shape, s, pads):
+  """custom_vjp(custom_vmap) convolution for one static configuration."""
+  c_out = w_shape[3]
+
+  @custom_vmap
+  def fwd(x, w, b):
+    return _forward(x, w, b, s, pads)
+
+  @fwd.def_vmap
+  def _fwd_rule(m, batched, x, w, b):
+    xb, wb, bb = batched
+    if xb and not wb and not bb:  # shared parameters: the members are just more images
+      y = _forward(x.reshape(-1, *x.shape[2:]), w, b, s, pads)
+      return y.reshape(m, -1, *y.shape[1:]), True
+    if wb and not xb:  # shared input: one wide matmul over all members' filters
+      w_cat = jnp.moveaxis(w, 0, -2).reshape(*w_shape[:3], m * c_out)
+      b_cat = jnp.broadcast_to(b, (m, c_out)).reshape(-1)
+      y = _forward(x, w_cat, b_cat, s, pads)
+      return jnp.moveaxis(y.reshape(*y.shape[:3], m, c_out), 3, 0), True
+    return _member_map(lambda *a: _forward(*a, s, pads), *_bcast(m, batched, (x, w, b))), True
+
+  @custom_vmap
+  def wgrad(x, g):
+    return _weight_grad(x, g, w_shape, s, pads)
+
+  @wgrad.def_vmap
+  def _wgrad_rule(m, batched, x, g):
+    xb, gb = batched
+    if gb and not xb:  # shared input: one wide matmul over all members' cotangents
+      g_cat = jnp.moveaxis(g, 0, -2).reshape(*g.shape[1:4], m * c_out)
+      dw, db = _weight_grad(x, g_cat, (*w_shape[:3], m * c_out), s, pads)
+      dw = jnp.moveaxis(dw.reshape(*w_shape[:3], m, c_out), 3, 0)
+      return (dw, db.reshape(m, c_out)), (True, True)
+    out = _member_map(lambda *a: _weight_grad(*a, w_shape, s, pads), *_bcast(m, batched, (x, g)))
+    return out, (True, True)
+
+  @custom_vmap
+  def igrad(g, w):
+    return _input_grad(g, w, x_shape, s, pads)
+
+  @igrad.def_vmap
+  def _igrad_rule(m, batched, g, w):
+    gb, wb = batched
+    if gb and not wb:
+      dx = _input_grad(g.reshape(-1, *g.shape[2:]), w, (m * x_shape[0], *x_shape[1:]), s, pads)
+      return dx.reshape(m, *x_shape), True
+    dx = _member_map(lambda *a: _input_grad(*a, x_shape, s, pads), *_bcast(m, batched, (g, w)))
+    return dx, True
+
+  @jax.custom_vjp
+  def conv(x, w, b):
+    return fwd(x, w, b)
+
+  def conv_fwd(x, w, b):
+    return fwd(x, w, b), (x, w)
+
+  def conv_bwd(res, g):
+    x, w = res
+    dw, db = wgrad(x, g)
+    return igrad(g, w), dw, db
+
+  conv.defvjp(conv_fwd, conv_bwd)
+  return conv
+
+
+def conv_im2col(x_NHWC, w_HWIO, b_O, strides, pads):
+  """Fast CPU convolution (custom VJP and vmap rule); b_O may be None."""
+  if b_O is None:  # its cotangent is computed and dropped: one small reduction
+    b_O = jnp.zeros((w_HWIO.shape[-1],), x_NHWC.dtype)
+  op = _im2col_op(tuple(x_NHWC.shape), tuple(w_HWIO.shape), tuple(strides),
+                  tuple(map(tuple, pads)))
+  return op(x_NHWC, w_HWIO, b_O)
+
+
+def conv_im2col_ad(x_NHWC, w_HWIO, b_O, strides, pads):
+  """The same forward arithmetic, differentiated by JAX (any order, any mode)."""
   kh, kw, c_in, c_out = w_HWIO.shape
-  x = jnp.pad(x_NHWC, [(0, 0), *pads, (0, 0)])
-  sh, sw = strides
-  h_out = (x.shape[1] - kh) // sh + 1
-  w_out = (x.shape[2] - kw) // sw + 1
-  cols = [x[:, i:i + sh * (h_out - 1) + 1:sh, j:j + sw * (w_out - 1) + 1:sw, :]
-          for i in range(kh) for j in range(kw)]
-  patches_NHWK = jnp.concatenate(cols, axis=-1)  # K = kh*kw*c_in, (i, j, c) order
-  return patches_NHWK @ w_HWIO.reshape(kh * kw * c_in, c_out)
+  y = _patches_NHWK(_pad(x_NHWC, pads), kh, kw, tuple(strides)) @ w_HWIO.reshape(-1, c_out)
+  return y if b_O is None else y + b_O
 
 
-def conv_xla(x_NHWC, w_HWIO, strides, pads):
-  return jax.lax.conv_general_dilated(
-      x_NHWC, w_HWIO, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def conv_xla(x_NHWC, w_HWIO, b_O, strides, pads):
+  y = lax.conv_general_dilated(x_NHWC, w_HWIO, tuple(strides), pads,
+                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y if b_O is None else y + b_O
+
+
+_LOWERED = {"im2col": conv_im2col, "im2col_ad": conv_im2col_ad, "xla": conv_xla}
+
+
+def conv2d(x_NHWC, w_HWIO, b_O=None, strides=(1, 1), padding=0, lowering: str = "auto"):
+  """y_NHWO = conv(x_NHWC, w_HWIO) + b_O; padding as in `Conv2D`."""
+  lowering = default_lowering() if lowering == "auto" else lowering
+  if lowering not in _LOWERED:
+    raise ValueError(f"lowering must be 'auto' or one of {LOWERINGS}, got {lowering!r}")
+  if x_NHWC.ndim != 4:
+    raise ValueError(f"conv2d expects NHWC input of rank 4, got shape {x_NHWC.shape}")
+  if x_NHWC.shape[-1] != w_HWIO.shape[2]:
+    raise ValueError(f"input has {x_NHWC.shape[-1]} channels, kernel {w_HWIO.shape} "
+                     f"(HWIO) expects {w_HWIO.shape[2]}")
+  pads = _pad_pairs(padding, w_HWIO.shape[:2])
+  return _LOWERED[lowering](x_NHWC, w_HWIO, b_O, tuple(strides), pads)
 
 
 class Conv2D(nn.Module):
@@ -57,7 +284,7 @@ class Conv2D(nn.Module):
   strides: Sequence[int] = (1, 1)
   padding: int | str | Sequence = 0
   use_bias: bool = True
-  lowering: str = "auto"  # "auto" | "im2col" | "xla"
+  lowering: str = "auto"  # "auto" | "im2col" | "im2col_ad" | "xla"
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
@@ -66,24 +293,27 @@ class Conv2D(nn.Module):
     kh, kw = self.kernel_size
     c_in = x_NHWC.shape[-1]
     w = self.param("kernel", self.kernel_init, (kh, kw, c_in, self.features))
-    pads = _pad_pairs(self.padding, self.kernel_size)
-    lowering = default_lowering() if self.lowering == "auto" else self.lowering
-    fn = {"im2col": conv_im2col, "xla": conv_xla}[lowering]
-    y = fn(x_NHWC, w.astype(x_NHWC.dtype), tuple(self.strides), pads)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
-    return y
+    b = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
+    return conv2d(x_NHWC, w.astype(x_NHWC.dtype), None if b is None else b.astype(x_NHWC.dtype),
+                  self.strides, self.padding, self.lowering)
+
+
+def _windows(x_NHWC, window):
+  """The window**2 strided views whose elementwise reduction is the pooled map."""
+  h2, w2 = x_NHWC.shape[1] // window, x_NHWC.shape[2] // window
+  x = x_NHWC[:, :h2 * window, :w2 * window, :]
+  return [x[:, i::window, j::window, :] for i in range(window) for j in range(window)]
 
 
 def avg_pool(x_NHWC, window: int = 2):
-  """Non-overlapping average pooling (stride = window) by reshape + mean."""
-  n, h, w, c = x_NHWC.shape
-  h2, w2 = h // window, w // window
-  x = x_NHWC[:, :h2 * window, :w2 * window, :]
-  return x.reshape(n, h2, window, w2, window, c).mean(axis=(2, 4))
+  """Non-overlapping average pooling (stride = window), floor on odd sizes.
+
+  A sum of strided slices: one fused loop on XLA:CPU, faster than reshape + mean."""
+  return sum(_windows(x_NHWC, window)) * (1.0 / window**2)
 
 
 def max_pool(x_NHWC, window: int = 2):
+  """Non-overlapping max pooling (stride = window), floor on odd sizes."""
   n, h, w, c = x_NHWC.shape
   h2, w2 = h // window, w // window
   x = x_NHWC[:, :h2 * window, :w2 * window, :]
