@@ -69,10 +69,17 @@ def device_data(x_NHWC, labels_TN) -> DeviceData:
 def batch_indices(cfg: StepConfig, order_key, examples_N, n_valid, step):
   """Example indices of batch `step`: epoch e visits the task's examples in a
   keyed random order, a fresh one per epoch."""
+  n_max = examples_N.shape[-1]
+  n = n_max if cfg.full_tasks else n_valid  # static n: cheaper, and shared across tasks
   epoch, j = jnp.divmod(step, cfg.steps_per_epoch)
-  pos_B = (j * cfg.batch_size + jnp.arange(cfg.batch_size)) % n_valid
-  order_B = shuffle.permute(jax.random.fold_in(order_key, epoch), pos_B, n_valid)
+  pos_B = (j * cfg.batch_size + jnp.arange(cfg.batch_size)) % n
+  order_B = shuffle.permute(jax.random.fold_in(order_key, epoch), pos_B, n, n_max=n_max)
   return order_B if cfg.full_tasks else examples_N[order_B]
+
+
+def member_batch(cfg: StepConfig, hp: MemberHparams, order_key, data: DeviceData, step):
+  """The member's example indices for `step` -> int32 [B]."""
+  return batch_indices(cfg, order_key, data.examples[hp.task], data.n_valid[hp.task], step)
 
 
 def loss_fn(cfg: StepConfig, params, batch_stats, x_BHWC, y_B):
@@ -95,11 +102,11 @@ def _select(pred, new, old):
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-def member_step(cfg: StepConfig, state: MemberState, hp: MemberHparams, order_key,
+def member_step(cfg: StepConfig, state: MemberState, hp: MemberHparams, idx_B,
                 data: DeviceData, step):
-  """One optimizer step; a member whose update is non-finite is frozen and marked."""
+  """One optimizer step on examples `idx_B` (from `member_batch`); a member whose
+  update is non-finite is frozen and marked."""
   labels_N = data.labels[hp.task]
-  idx_B = batch_indices(cfg, order_key, data.examples[hp.task], data.n_valid[hp.task], step)
   (loss, batch_stats), grads = jax.value_and_grad(
       lambda p: loss_fn(cfg, p, state.batch_stats, data.x[idx_B], labels_N[idx_B]),
       has_aux=True)(state.params)

@@ -8,7 +8,8 @@ import numpy as np
 from jatlas import data, nets
 from jatlas.zoo import sharding
 from jatlas.zoo.engine import Engine
-from jatlas.zoo.step import MemberHparams, StepConfig, device_data, member_key, member_step
+from jatlas.zoo.step import (MemberHparams, StepConfig, device_data, member_batch, member_key,
+                             member_step)
 
 
 def test_population_equals_separate_runs():
@@ -39,7 +40,8 @@ def test_population_equals_separate_runs():
     state = eng._init_member(hp_i)  # the same init, un-vmapped
     losses = []
     for s in range(steps):
-      state, loss = step_one(state, hp_i, member_key(hp_i, 1), d, jnp.int32(s))
+      idx_B = member_batch(cfg, hp_i, member_key(hp_i, 1), d, jnp.int32(s))
+      state, loss = step_one(state, hp_i, idx_B, d, jnp.int32(s))
       losses.append(loss)
     np.testing.assert_allclose(np.asarray(loss_SM)[:, i], np.asarray(losses), rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], states.params)),
