@@ -1,4 +1,4 @@
-"""Population training throughput: jatlas (one vmapped program) vs a PyTorch loop over models.
+"""Population training throughput: jatlas (one compiled population program) vs a PyTorch loop over models.
 
   python benchmarks/zoo_throughput.py [--quick] [--cases lenet5_64,mlp_1024] [--reps 3]
 

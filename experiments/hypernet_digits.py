@@ -22,6 +22,7 @@ from jatlas.weights.plot import plot_confusion
 from jatlas.zoo import Zoo, train_zoo
 from jatlas.files import write_json
 from jatlas.zoo.plot import plot_zoo_accuracy
+from jatlas.zoo.sharding import one_cpu_device_per_core
 from jatlas.zoo.store import TABLE
 
 
@@ -44,6 +45,7 @@ def main(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", required=True)
   args, rest = parser.parse_known_args(argv)
+  one_cpu_device_per_core()
   cfg = load_config(rest)
   zoo_dir = os.path.join(args.out, "zoo")
   t0 = time.time()

@@ -20,6 +20,8 @@ import numpy as np
 
 def _zoo_train(args, rest):
   import jax
+  from jatlas.zoo.sharding import one_cpu_device_per_core
+  one_cpu_device_per_core()
   if args.coordinator or args.distributed:  # multi-host: must precede any JAX computation
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   from jatlas.config import load_config
