@@ -41,7 +41,8 @@ def _train(setup, devices, member_loop, shared_order=False):
   states = eng.init(hp_sharded)
   states, loss_a = eng.run(states, hp_sharded, keys, d, 0, STEPS // 2)  # two chunks: the
   states, loss_b = eng.run(states, hp_sharded, keys, d, STEPS // 2, STEPS // 2)  # carry resumes
-  return eng, np.concatenate([loss_a, loss_b]), jax.tree.map(np.asarray, states.params)
+  params = {"params": states.params, "batch_stats": states.batch_stats}
+  return eng, np.concatenate([loss_a, loss_b]), jax.tree.map(np.asarray, params)
 
 
 @pytest.mark.parametrize("shared_order", [False, True])
@@ -53,6 +54,20 @@ def test_member_loop_equals_vmapped_steps(setup, shared_order):
   assert np.isnan(loss_loop[3:, 5]).all()  # frozen after its own 3 steps
   for a, b in zip(jax.tree.leaves(params_loop), jax.tree.leaves(params_vmap)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_member_loop_with_batchnorm_equals_vmapped_steps(setup):
+  ds, tasks, _, _, hp = setup
+  model = nets.ResNet(stage_blocks=(1, 1), widths=(4, 8), num_classes=tasks.num_classes)
+  cfg = StepConfig(apply_fn=model.apply, optimizers=("adam", "sgd"), batch_size=8,
+                   steps_per_epoch=4, has_batch_stats=True, full_tasks=False)
+  bn_setup = (ds, tasks, model, cfg, hp)
+  _, loss_vmap, vars_vmap = _train(bn_setup, jax.devices()[:1], False)
+  eng, loss_loop, vars_loop = _train(bn_setup, jax.devices()[:1], True)
+  assert eng.member_loop and jax.tree.leaves(vars_loop["batch_stats"])
+  np.testing.assert_allclose(loss_loop, loss_vmap, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(vars_loop), jax.tree.leaves(vars_vmap)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_member_loop_sharded_over_8_devices_equals_one(setup):
