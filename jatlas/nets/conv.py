@@ -103,23 +103,25 @@ def _forward(x, w, b, s, pads):
   kh, kw, c_in, c_out = w.shape
   xp = _pad(x, pads)
   ho, wo = _taps(xp.shape[1], kh, s[0]), _taps(xp.shape[2], kw, s[1])
+  # the bias is added where y is stored, so the activation that follows sees a flat
+  # elementwise op (a bias broadcast over 6 or 16 minor channels does not vectorise)
+  add_b = (lambda y: y) if b is None else (lambda y: y + b)
   if c_in == 1:  # no contraction over channels: kh*kw fused multiply-adds beat a K=25 matmul
-    fma = lambda xi: sum(_shift(xi, i, j, ho, wo, s, 1) * w[i, j, 0]
-                         for i in range(kh) for j in range(kw))
+    fma = lambda xi: add_b(sum(_shift(xi, i, j, ho, wo, s, 1) * w[i, j, 0]
+                               for i in range(kh) for j in range(kw)))
     if x.shape[0] % 2:
-      y = fma(xp)
-    else:  # a loop of two image halves stores y: XLA:CPU would otherwise fuse the
-      # following activation into the sum and emit unvectorised code (5x slower)
-      y = lax.map(fma, xp.reshape(2, -1, *xp.shape[1:])).reshape(x.shape[0], ho, wo, c_out)
-  else:
-    w_KO = w.reshape(kh * kw * c_in, c_out)
-    nc = _n_chunks(x.shape[0], ho * wo * kh * kw * c_in * x.dtype.itemsize)
-    if nc > 1:  # each image chunk's patches are multiplied while they are in cache
-      y = lax.map(lambda xi: _patches_NHWK(xi, kh, kw, s) @ w_KO, xp.reshape(nc, -1, *xp.shape[1:]))
-      y = y.reshape(x.shape[0], *y.shape[2:])
-    else:
-      y = _patches_NHWK(xp, kh, kw, s) @ w_KO
-  return y if b is None else y + b
+      return fma(xp)
+    # a loop of two image halves stores y: XLA:CPU would otherwise fuse the
+    # following activation into the sum and emit unvectorised code (5x slower)
+    return lax.map(fma, xp.reshape(2, -1, *xp.shape[1:])).reshape(x.shape[0], ho, wo, c_out)
+  w_KO = w.reshape(kh * kw * c_in, c_out)
+  nc = _n_chunks(x.shape[0], ho * wo * kh * kw * c_in * x.dtype.itemsize)
+  if nc == 1:
+    return add_b(_patches_NHWK(xp, kh, kw, s) @ w_KO)
+  # each image chunk's patches are multiplied while they are in cache
+  y = lax.map(lambda xi: add_b(_patches_NHWK(xi, kh, kw, s) @ w_KO),
+              xp.reshape(nc, -1, *xp.shape[1:]))
+  return y.reshape(x.shape[0], *y.shape[2:])
 
 
 def _weight_grad(x, g, w_shape, s, pads):
