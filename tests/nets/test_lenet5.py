@@ -6,28 +6,11 @@ import pytest
 import torch
 
 import torch_copy
+import torch_twins
 from jatlas.nets import LeNet5
 
 
-class TorchLeNet5(torch.nn.Module):
-
-  def __init__(self, c_in, conv3_hw, num_classes):
-    super().__init__()
-    self.conv1 = torch.nn.Conv2d(c_in, 6, 5, padding=2)
-    self.conv2 = torch.nn.Conv2d(6, 16, 5)
-    self.conv3 = torch.nn.Conv2d(16, 120, 5)
-    self.pool = torch.nn.AvgPool2d(2)
-    self.fc1 = torch.nn.Linear(120 * conv3_hw[0] * conv3_hw[1], 84)
-    self.head = torch.nn.Linear(84, num_classes)
-
-  def forward(self, x_NCHW):
-    h = self.pool(torch.tanh(self.conv1(x_NCHW)))
-    h = self.pool(torch.tanh(self.conv2(h)))
-    h = torch.tanh(self.conv3(h)).flatten(1)  # (C, H, W) order
-    return self.head(torch.tanh(self.fc1(h)))
-
-
-def copy_weights(twin: TorchLeNet5, chw) -> dict:
+def copy_weights(twin: torch_twins.LeNet5, chw) -> dict:
   return {"params": {
       "conv1": torch_copy.conv(twin.conv1),
       "conv2": torch_copy.conv(twin.conv2),
@@ -44,7 +27,7 @@ def conv3_hw(h, w):
 def torch_and_jax(x_shape, num_classes):
   torch.manual_seed(0)
   hw = conv3_hw(*x_shape[1:3])
-  twin = TorchLeNet5(x_shape[-1], hw, num_classes).eval()
+  twin = torch_twins.LeNet5(x_shape[-1], 120 * hw[0] * hw[1], num_classes).eval()
   x_NHWC = np.random.default_rng(0).normal(size=x_shape).astype(np.float32)
   with torch.no_grad():
     expected_NK = twin(torch_copy.nchw(x_NHWC)).numpy()
