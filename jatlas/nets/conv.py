@@ -124,6 +124,15 @@ def _forward(x, w, b, s, pads):
   return y.reshape(x.shape[0], *y.shape[2:])
 
 
+def _channel_sum(g):
+  """Sum over every axis but the last. Rows are first folded into the minor axis:
+  a reduction keeping a minor axis of 6 or 16 channels does not vectorise (conv1's
+  bias gradient: 0.14 -> 0.08 ms per member-step)."""
+  c = g.shape[-1]
+  r = next(d for d in (16, 8, 4, 2, 1) if (g.size // c) % d == 0)
+  return g.reshape(-1, r * c).sum(0).reshape(r, c).sum(0)
+
+
 def _weight_grad(x, g, w_shape, s, pads):
   """(dW_HWIO, db_O) = cotangents of the kernel and bias."""
   kh, kw, c_in, c_out = w_shape
@@ -136,7 +145,7 @@ def _weight_grad(x, g, w_shape, s, pads):
     dw = lax.fori_loop(0, nc, body, jnp.zeros((kh * kw * c_in, c_out), g.dtype))
   else:
     dw = _patches_KT(xp, kh, kw, s) @ g.reshape(-1, c_out)
-  return dw.reshape(w_shape), jnp.sum(g, axis=(0, 1, 2))
+  return dw.reshape(w_shape), _channel_sum(g)
 
 
 def _input_grad(g, w, x_shape, s, pads):
