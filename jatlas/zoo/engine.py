@@ -100,12 +100,13 @@ class Engine:
       (state, _), loss_S = jax.lax.scan(body, init, start + jnp.arange(n_steps))
       return state, loss_S
 
-    if self.shared_order:
-      states, loss_MS = member_map(lambda s, h: train_member(s, h, order_keys), states, hp,
-                                   devices=self.mesh.devices.size)
-    else:
-      states, loss_MS = member_map(train_member, states, hp, order_keys,
-                                   devices=self.mesh.devices.size)
+    if self.shared_order:  # one key per member all the same: an unbatched key would make
+      # the conv vmap rules gather every device's filters into one wide product
+      key_data = jax.random.key_data(order_keys)
+      order_keys = jax.random.wrap_key_data(
+          jnp.broadcast_to(key_data, (hp.task.shape[0], *key_data.shape)))
+    states, loss_MS = member_map(train_member, states, hp, order_keys,
+                                 devices=self.mesh.devices.size)
     return states, loss_MS.T
 
   def run(self, states, hp, order_keys, data, start: int, n_steps: int):
