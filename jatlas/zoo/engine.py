@@ -1,4 +1,4 @@
-"""Compiled population programs: init, a `lax.scan` of vmapped steps, evaluation.
+"""Compiled population programs: init, training (a scan per member, vmapped or looped), evaluation.
 
 Usage:
   eng = Engine(StepConfig(...), model, x_sample_1HWC, mesh)
@@ -6,7 +6,6 @@ Usage:
   states, loss_SM = eng.run(states, hparams, order_keys, data, start, n_steps)
   loss_M, acc_M, bacc_M = eng.evaluate(states, hparams, x_NHWC, labels_TN, num_classes)
 """
-import functools
 
 import flax.linen as nn
 import jax
@@ -18,7 +17,7 @@ from jatlas.zoo.step import (DeviceData, MemberHparams, MemberState, StepConfig,
                              member_batch, member_eval, member_key, member_step)
 
 EVAL_BUDGET = 8192  # member-examples per evaluation chunk, bounds activation memory
-LOOP_EVAL_MEMBERS = 64  # member loop: chunks of EVAL_BUDGET / 64 = 128 examples
+LOOP_EVAL_CHUNK = 128  # member loop: examples per chunk, one member per device at a time
 
 
 class Engine:
@@ -61,53 +60,37 @@ class Engine:
       return self._init(hp)
     return self._init_from(hp, *parents)
 
-  def _run_steps(self, states, hp, order_keys, data: DeviceData, start, n_steps: int):
-    if self.member_loop:
-      return self._run_member_loop(states, hp, order_keys, data, start, n_steps)
+  def _train_member(self, state, hp, order_key, data: DeviceData, start, n_steps: int):
+    """One member through `n_steps` steps -> (state, loss [n_steps])."""
     cfg = self.cfg
-    if self.shared_order and cfg.full_tasks:  # one batch for all: the nets see shared inputs
-      batch_fn = lambda step: member_batch(cfg, jax.tree.map(lambda a: a[0], hp), order_keys,
-                                           data, step)
-      idx_axis = None
-    else:
-      key_axis = None if self.shared_order else 0
-      batch_fn = lambda step: jax.vmap(functools.partial(member_batch, cfg),
-                                       in_axes=(0, key_axis, None, None))(
-                                           hp, order_keys, data, step)
-      idx_axis = 0
-    step_fn = jax.vmap(functools.partial(member_step, cfg), in_axes=(0, 0, idx_axis, None, None))
 
     # the next step's indices ride in the loop carry: a loop-carried buffer is
     # materialised, whereas XLA:CPU fuses the index arithmetic into each gather and
     # recomputes it there with scalar code (measured 3 ms of a 20 ms MLP-zoo step)
     def body(carry, step):
-      states, idx = carry
-      states, loss = step_fn(states, hp, idx, data, step)
-      return (states, batch_fn(step + 1)), loss
+      state, idx_B = carry
+      state, loss = member_step(cfg, state, hp, idx_B, data, step)
+      return (state, member_batch(cfg, hp, order_key, data, step + 1)), loss
 
-    (states, _), loss = jax.lax.scan(body, (states, batch_fn(start)), start + jnp.arange(n_steps))
-    return states, loss
+    init = (state, member_batch(cfg, hp, order_key, data, start))
+    (state, _), loss_S = jax.lax.scan(body, init, start + jnp.arange(n_steps))
+    return state, loss_S
 
-  def _run_member_loop(self, states, hp, order_keys, data: DeviceData, start, n_steps: int):
-    cfg = self.cfg
-
-    def train_member(state, hp_i, key):
-      def body(carry, step):
-        state, idx_B = carry
-        state, loss = member_step(cfg, state, hp_i, idx_B, data, step)
-        return (state, member_batch(cfg, hp_i, key, data, step + 1)), loss
-
-      init = (state, member_batch(cfg, hp_i, key, data, start))
-      (state, _), loss_S = jax.lax.scan(body, init, start + jnp.arange(n_steps))
-      return state, loss_S
-
+  def _run_steps(self, states, hp, order_keys, data: DeviceData, start, n_steps: int):
+    train = lambda s, h, k: self._train_member(s, h, k, data, start, n_steps)
+    if not self.member_loop:
+      # vmap turns the scan inside out: one scan of vmapped steps over all members. With a
+      # shared order and full tasks the indices stay unbatched, so the nets see shared
+      # inputs (the conv vmap rules' wide-product path)
+      key_axis = None if self.shared_order else 0
+      states, loss_MS = jax.vmap(train, in_axes=(0, 0, key_axis))(states, hp, order_keys)
+      return states, loss_MS.T
     if self.shared_order:  # one key per member all the same: an unbatched key would make
       # the conv vmap rules gather every device's filters into one wide product
       key_data = jax.random.key_data(order_keys)
       order_keys = jax.random.wrap_key_data(
           jnp.broadcast_to(key_data, (hp.task.shape[0], *key_data.shape)))
-    states, loss_MS = member_map(train_member, states, hp, order_keys,
-                                 devices=self.mesh.devices.size)
+    states, loss_MS = member_map(train, states, hp, order_keys, devices=self.mesh.devices.size)
     return states, loss_MS.T
 
   def run(self, states, hp, order_keys, data, start: int, n_steps: int):
@@ -122,11 +105,11 @@ class Engine:
 
   def evaluate(self, states, hp, x_NHWC, labels_TN, num_classes: int):
     """Per-member (loss, accuracy, balanced accuracy) over the examples of its task."""
-    # a member loop evaluates one member per device at a time, in chunks small enough
-    # for its activations to stay in cache (2.9x faster for the LeNet-5 zoo)
-    m_local = LOOP_EVAL_MEMBERS if self.member_loop else max(
-        1, states.alive.shape[0] // self.mesh.devices.size)
-    chunk = int(max(1, min(x_NHWC.shape[0], EVAL_BUDGET // m_local)))
+    if self.member_loop:  # chunks small enough for one member's activations to stay in
+      budget = LOOP_EVAL_CHUNK  # cache (2.9x faster for the LeNet-5 zoo)
+    else:
+      budget = EVAL_BUDGET // max(1, states.alive.shape[0] // self.mesh.devices.size)
+    chunk = int(max(1, min(x_NHWC.shape[0], budget)))
     return self._eval(states, hp, x_NHWC, labels_TN, chunk, num_classes)
 
 
