@@ -4,6 +4,8 @@ Layouts: Conv2d OIHW -> HWIO, Conv1d OIL -> (1, L, I, O), Linear (out, in) ->
 (in, out); a Linear after a conv-stack flatten also has its rows permuted from
 torch's (C, H, W) order to the NHWC flatten's (H, W, C) order.
 """
+import chex
+import jax
 import numpy as np
 import torch
 
@@ -49,3 +51,17 @@ def randomize_batch_norm(m: torch.nn.BatchNorm2d) -> None:
 
 def nchw(x_NHWC: np.ndarray) -> torch.Tensor:
   return torch.from_numpy(np.ascontiguousarray(x_NHWC.transpose(0, 3, 1, 2)))
+
+
+def check_variables(net, variables, x) -> None:
+  """The copied variables have exactly the tree and shapes `net.init` makes."""
+  chex.assert_trees_all_equal_shapes(jax.eval_shape(net.init, jax.random.key(0), x), variables)
+
+
+def run_twins(net, variables, x, twin, x_torch):
+  """(torch logits, flax logits, flax taps) of the two nets on the same input."""
+  check_variables(net, variables, x)
+  logits, taps = net.apply(variables, x, return_taps=True)
+  with torch.no_grad():
+    expected = twin(x_torch).numpy()
+  return expected, logits, taps

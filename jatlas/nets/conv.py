@@ -168,8 +168,21 @@ def _input_grad(g, w, x_shape, s, pads):
 
 # ------------------------------------------------------------ member loop
 
-def _bcast(m, batched, args):
-  return [a if bt else jnp.broadcast_to(a, (m,) + a.shape) for a, bt in zip(args, batched)]
+def _member_looped(fn, shortcut):
+  """`fn` whose vmap runs `shortcut(m, batched, *args)` if that returns a result,
+  else loops over the members (`member_map`), so each member's patch buffers stay
+  in cache. Shortcuts cover a shared argument, where one wider op beats a loop."""
+  op = custom_vmap(fn)
+
+  @op.def_vmap
+  def _rule(m, batched, *args):
+    out = shortcut(m, batched, *args)
+    if out is None:
+      full = [a if bt else jnp.broadcast_to(a, (m,) + a.shape) for a, bt in zip(args, batched)]
+      out = member_map(fn, *full)
+    return out, jax.tree.map(lambda _: True, out)
+
+  return op
 
 
 @functools.lru_cache(maxsize=None)
@@ -177,50 +190,34 @@ def _im2col_op(x_shape, w_shape, s, pads):
   """custom_vjp(custom_vmap) convolution for one static configuration."""
   c_out = w_shape[3]
 
-  @custom_vmap
-  def fwd(x, w, b):
-    return _forward(x, w, b, s, pads)
-
-  @fwd.def_vmap
-  def _fwd_rule(m, batched, x, w, b):
+  def fwd_shortcut(m, batched, x, w, b):
     xb, wb, bb = batched
     if xb and not wb and not bb:  # shared parameters: the members are just more images
       y = _forward(x.reshape(-1, *x.shape[2:]), w, b, s, pads)
-      return y.reshape(m, -1, *y.shape[1:]), True
+      return y.reshape(m, -1, *y.shape[1:])
     if wb and not xb:  # shared input: one wide matmul over all members' filters
       w_cat = jnp.moveaxis(w, 0, -2).reshape(*w_shape[:3], m * c_out)
       b_cat = jnp.broadcast_to(b, (m, c_out)).reshape(-1)
       y = _forward(x, w_cat, b_cat, s, pads)
-      return jnp.moveaxis(y.reshape(*y.shape[:3], m, c_out), 3, 0), True
-    return member_map(lambda *a: _forward(*a, s, pads), *_bcast(m, batched, (x, w, b))), True
+      return jnp.moveaxis(y.reshape(*y.shape[:3], m, c_out), 3, 0)
+    return None
 
-  @custom_vmap
-  def wgrad(x, g):
-    return _weight_grad(x, g, w_shape, s, pads)
-
-  @wgrad.def_vmap
-  def _wgrad_rule(m, batched, x, g):
-    xb, gb = batched
-    if gb and not xb:  # shared input: one wide matmul over all members' cotangents
+  def wgrad_shortcut(m, batched, x, g):
+    if batched[1] and not batched[0]:  # shared input: one wide matmul over all cotangents
       g_cat = jnp.moveaxis(g, 0, -2).reshape(*g.shape[1:4], m * c_out)
       dw, db = _weight_grad(x, g_cat, (*w_shape[:3], m * c_out), s, pads)
-      dw = jnp.moveaxis(dw.reshape(*w_shape[:3], m, c_out), 3, 0)
-      return (dw, db.reshape(m, c_out)), (True, True)
-    out = member_map(lambda *a: _weight_grad(*a, w_shape, s, pads), *_bcast(m, batched, (x, g)))
-    return out, (True, True)
+      return jnp.moveaxis(dw.reshape(*w_shape[:3], m, c_out), 3, 0), db.reshape(m, c_out)
+    return None
 
-  @custom_vmap
-  def igrad(g, w):
-    return _input_grad(g, w, x_shape, s, pads)
-
-  @igrad.def_vmap
-  def _igrad_rule(m, batched, g, w):
-    gb, wb = batched
-    if gb and not wb:
+  def igrad_shortcut(m, batched, g, w):
+    if batched[0] and not batched[1]:  # shared kernel: the members are just more images
       dx = _input_grad(g.reshape(-1, *g.shape[2:]), w, (m * x_shape[0], *x_shape[1:]), s, pads)
-      return dx.reshape(m, *x_shape), True
-    dx = member_map(lambda *a: _input_grad(*a, x_shape, s, pads), *_bcast(m, batched, (g, w)))
-    return dx, True
+      return dx.reshape(m, *x_shape)
+    return None
+
+  fwd = _member_looped(lambda x, w, b: _forward(x, w, b, s, pads), fwd_shortcut)
+  wgrad = _member_looped(lambda x, g: _weight_grad(x, g, w_shape, s, pads), wgrad_shortcut)
+  igrad = _member_looped(lambda g, w: _input_grad(g, w, x_shape, s, pads), igrad_shortcut)
 
   @jax.custom_vjp
   def conv(x, w, b):

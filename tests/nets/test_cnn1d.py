@@ -1,5 +1,4 @@
 """CNN1D: matches a torch Conv1d twin; taps; the notebook's 5,210 params."""
-import chex
 import jax
 import numpy as np
 import pytest
@@ -46,13 +45,8 @@ def torch_and_jax(padding=None):
   x_N1LC = x_NL[:, None, :, None]
   paddings = None if padding is None else (padding,) * 3
   net = CNN1D(paddings=paddings, num_classes=K)
-  variables = copy_weights(twin)
-  chex.assert_trees_all_equal_shapes(
-      jax.eval_shape(net.init, jax.random.key(0), x_N1LC), variables)
-  logits_NK, taps = net.apply(variables, x_N1LC, return_taps=True)
-  with torch.no_grad():
-    expected_NK = twin(torch.from_numpy(x_NL[:, None, :])).numpy()
-  return expected_NK, logits_NK, taps
+  return torch_copy.run_twins(net, copy_weights(twin), x_N1LC, twin,
+                              torch.from_numpy(x_NL[:, None, :]))
 
 
 @pytest.fixture(scope="module", params=[None, 1], ids=["pad_k//2", "pad1"])

@@ -29,14 +29,9 @@ def torch_and_jax(x_shape, num_classes):
   hw = conv3_hw(*x_shape[1:3])
   twin = torch_twins.LeNet5(x_shape[-1], 120 * hw[0] * hw[1], num_classes).eval()
   x_NHWC = np.random.default_rng(0).normal(size=x_shape).astype(np.float32)
-  with torch.no_grad():
-    expected_NK = twin(torch_copy.nchw(x_NHWC)).numpy()
   net = LeNet5(num_classes=num_classes)
-  variables = copy_weights(twin, (120, *hw))
-  chex.assert_trees_all_equal_shapes(
-      jax.eval_shape(net.init, jax.random.key(0), x_NHWC), variables)
-  logits_NK, taps = net.apply(variables, x_NHWC, return_taps=True)
-  return expected_NK, logits_NK, taps
+  return torch_copy.run_twins(net, copy_weights(twin, (120, *hw)), x_NHWC, twin,
+                              torch_copy.nchw(x_NHWC))
 
 
 # 32x32x3 is the paper's input; 30x30 makes the pools floor odd sizes

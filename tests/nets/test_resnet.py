@@ -48,8 +48,7 @@ def make_case(arch: str):
   x_NHWC = np.random.default_rng(0).normal(size=(N, H, W, C)).astype(np.float32)
   net = resnet_from_name(arch, widths=WIDTHS, num_classes=K)
   variables = copy_weights(twin)
-  chex.assert_trees_all_equal_shapes(
-      jax.eval_shape(net.init, jax.random.key(0), x_NHWC), variables)
+  torch_copy.check_variables(net, variables, x_NHWC)
   return twin, net, variables, x_NHWC
 
 
@@ -60,10 +59,7 @@ def case(request):
 
 def torch_and_jax(case):
   twin, net, variables, x_NHWC = case
-  logits_NK, taps = net.apply(variables, x_NHWC, return_taps=True)
-  with torch.no_grad():
-    expected_NK = twin(torch_copy.nchw(x_NHWC)).numpy()
-  return expected_NK, logits_NK, taps
+  return torch_copy.run_twins(net, variables, x_NHWC, twin, torch_copy.nchw(x_NHWC))
 
 
 def test_eval_logits_match_torch(case):

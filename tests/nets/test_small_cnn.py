@@ -41,13 +41,7 @@ def torch_and_jax():
   twin = TorchSmallCNN(C).eval()
   x_NHWC = np.random.default_rng(0).normal(size=(N, H, W, C)).astype(np.float32)
   net = SmallCNN(num_classes=K)
-  variables = copy_weights(twin)
-  chex.assert_trees_all_equal_shapes(
-      jax.eval_shape(net.init, jax.random.key(0), x_NHWC), variables)
-  logits_NK, taps = net.apply(variables, x_NHWC, return_taps=True)
-  with torch.no_grad():
-    expected_NK = twin(torch_copy.nchw(x_NHWC)).numpy()
-  return expected_NK, logits_NK, taps
+  return torch_copy.run_twins(net, copy_weights(twin), x_NHWC, twin, torch_copy.nchw(x_NHWC))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,61 @@
+"""The benchmark scripts run on tiny sizes and print what benchmarks/README.md promises."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+KEYS = {"name", "jatlas", "baseline", "ratio", "unit"}
+
+
+def run(script: str, *args: str) -> str:
+  env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}  # not the suite's 8 fake devices
+  out = subprocess.run([sys.executable, str(BENCH / script), *args], env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout
+
+
+def json_lines(stdout: str) -> list:
+  rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+  assert rows, stdout
+  for row in rows:
+    assert KEYS <= set(row), row
+    assert row["jatlas"] > 0 and row["baseline"] > 0, row
+    assert row["ratio"] == pytest.approx(row["jatlas"] / row["baseline"], abs=0.01), row
+  return rows
+
+
+def test_zoo_throughput_quick():
+  rows = json_lines(run("zoo_throughput.py", "--quick", "--cases", "lenet5_64,mlp_1024",
+                        "--reps", "1"))
+  assert [r["name"] for r in rows] == ["lenet5_64", "mlp_1024"]
+  for r in rows:
+    assert r["unit"] == "member-steps/s" and r["devices"] == 2
+    assert 0 < r["peak_fraction"] < 1 and r["gflops"] > 0
+
+
+def test_read_layer_quick():
+  rows = json_lines(run("read_layer.py", "--quick"))
+  assert {r["unit"] for r in rows} == {"files/s"}
+
+
+def test_profile_member_step_accounts_for_the_traced_time():
+  out = run("profile_member_step.py", "--steps", "2", "--top", "3")
+  traced = float(next(l for l in out.splitlines() if l.startswith("traced:")).split()[1])
+  layers = out.split("layer\n")[1].strip().splitlines()
+  by_layer = {line.split(None, 1)[1]: float(line.split()[0]) for line in layers}
+  assert {"conv1 backward", "conv2 forward", "optimizer, batch, loss"} <= set(by_layer)
+  assert sum(by_layer.values()) == pytest.approx(traced, abs=0.01)
+
+
+def test_wall_shares_split_overlapping_thunks():
+  sys.path.insert(0, str(BENCH))
+  from profile_member_step import wall_shares
+  events = [{"name": "a", "ts": 0, "dur": 10}, {"name": "b", "ts": 5, "dur": 10}]
+  share = wall_shares(events)  # 0-5 a alone, 5-10 both, 10-15 b alone
+  assert share == {"a": 7.5, "b": 7.5}
+  assert sum(share.values()) == 15
