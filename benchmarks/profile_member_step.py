@@ -2,8 +2,9 @@
 
   JAX_NUM_CPU_DEVICES=1 taskset -c 0 python benchmarks/profile_member_step.py [--steps 50] [--top 25]
 
-Runs the engine's own `member_step` (LeNet-5 32x32, batch 32, Adam, one member, the
-zoo_throughput task) for --steps steps in one scan, first untimed-traced, then under
+Runs one member through the engine's own training scan (`Engine._train_member`, what
+the CPU member loop runs per member; LeNet-5 32x32, batch 32, Adam, the zoo_throughput
+task) for --steps steps, first timed without tracing, then under
 `jax.profiler`. Each instant of traced wall time is split equally among the XLA thunks
 running then, so the shares add up to the wall time even when thunks overlap (a trace
 with two devices, or an op that waits for a pool thread, inflates per-thunk durations:
@@ -31,13 +32,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import zoo_throughput as zt  # noqa: E402  (same task, net and data)
 
-from jatlas.zoo.step import MemberHparams, StepConfig, device_data, member_batch, member_step  # noqa: E402
+from jatlas.zoo.step import MemberHparams, StepConfig, device_data  # noqa: E402
 from jatlas.zoo.engine import Engine  # noqa: E402
 from jatlas.zoo import sharding  # noqa: E402
 
 
 def build_steps(n_steps: int):
-  """(jitted n-step scan of one member, its initial state)."""
+  """(jitted n-step training of one member, as the engine's member loop runs it; its state)."""
   x, labels_TN, num_classes = zt.load_task("lenet5")
   net = zt.build_net("lenet5", num_classes)
   cfg = StepConfig(apply_fn=net.apply, optimizers=("adam",), batch_size=32,
@@ -47,14 +48,8 @@ def build_steps(n_steps: int):
                      lr=np.float32(1e-3), weight_decay=np.float32(0), optimizer=np.int32(0),
                      init_scale=np.float32(1), total_steps=np.int32(10**9))
   data = jax.device_put(device_data(x, labels_TN))
-  order_key = jax.random.key(1)
-
-  @jax.jit
-  def steps(state):
-    def body(state, step):
-      return member_step(cfg, state, hp, member_batch(cfg, hp, order_key, data, step), data, step)
-    return jax.lax.scan(body, state, jnp.arange(n_steps))[0]
-
+  steps = jax.jit(lambda state: eng._train_member(state, hp, jax.random.key(1), data,
+                                                  jnp.int32(0), n_steps)[0])
   return steps, eng._init_member(hp)
 
 
