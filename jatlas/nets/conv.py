@@ -5,7 +5,9 @@ several times slower than matmul formulations. On CPU the default lowering
 ("im2col") therefore computes each member's convolution from shifted slices
 and matmuls, with a hand-written backward pass and a vmap rule that runs a
 population's members one after another so that each member's patch buffers
-stay in cache (see benchmarks/README.md for the measurements). On GPU/TPU the
+stay in cache (see benchmarks/README.md for the measurements). Stride-1
+convolutions of float32 run as compiled C++ kernels (`conv_cpu`, built on first
+use) where a C++ compiler is available, else as XLA slices and matmuls. On GPU/TPU the
 grouped convolution ("xla") is the natural choice. Parameters are named and
 laid out exactly like `flax.linen.Conv` (kernel HWIO, bias), so checkpoints and
 converters do not care which lowering ran.
@@ -29,7 +31,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_batching import custom_vmap
 
-from jatlas.member_loop import member_map
+from jatlas.member_loop import loop_devices, member_map
+from jatlas.nets import conv_cpu
 
 LOWERINGS = ("im2col", "im2col_ad", "xla")
 
@@ -99,9 +102,18 @@ def _n_chunks(n, patch_bytes_per_image):
   return next(c for c in range(want, n + 1) if n % c == 0)
 
 
-def _forward(x, w, b, s, pads):
+def _direct(x, s, kw, allowed):
+  """Whether the compiled CPU kernels (conv_cpu) take this convolution; not
+  `allowed` where the op is vmapped over devices (XLA cannot partition them)."""
+  return allowed and s == (1, 1) and kw <= conv_cpu.MAX_KERNEL and \
+      x.dtype == jnp.float32 and conv_cpu.available()
+
+
+def _forward(x, w, b, s, pads, direct=True):
   kh, kw, c_in, c_out = w.shape
   xp = _pad(x, pads)
+  if _direct(x, s, kw, direct):
+    return conv_cpu.forward(xp, w, b)
   ho, wo = _taps(xp.shape[1], kh, s[0]), _taps(xp.shape[2], kw, s[1])
   # the bias is added where y is stored, so the activation that follows sees a flat
   # elementwise op (a bias broadcast over 6 or 16 minor channels does not vectorise)
@@ -133,10 +145,12 @@ def _channel_sum(g):
   return g.reshape(-1, r * c).sum(0).reshape(r, c).sum(0)
 
 
-def _weight_grad(x, g, w_shape, s, pads):
+def _weight_grad(x, g, w_shape, s, pads, direct=True):
   """(dW_HWIO, db_O) = cotangents of the kernel and bias."""
   kh, kw, c_in, c_out = w_shape
   xp = _pad(x, pads)
+  if _direct(x, s, kw, direct):
+    return conv_cpu.weight_grad(xp, g, w_shape)
   n = x.shape[0]
   nc = _n_chunks(n, g.shape[1] * g.shape[2] * kh * kw * c_in * x.dtype.itemsize)
   if nc > 1:  # accumulate over image chunks whose patches stay in cache
@@ -148,13 +162,16 @@ def _weight_grad(x, g, w_shape, s, pads):
   return dw.reshape(w_shape), _channel_sum(g)
 
 
-def _input_grad(g, w, x_shape, s, pads):
+def _input_grad(g, w, x_shape, s, pads, direct=True):
   """Cotangent of the input: patch cotangents (one matmul) scattered back with
   kh*kw strided in-place adds, in channel-major layout."""
   kh, kw, c_in, c_out = w.shape
   n, h, wd, _ = x_shape
   hp, wp = h + sum(pads[0]), wd + sum(pads[1])
   ho, wo = g.shape[1:3]
+  if _direct(g, s, kw, direct):
+    dxp = conv_cpu.input_grad(g, w, (n, hp, wp, c_in))
+    return dxp[:, pads[0][0]:pads[0][0] + h, pads[1][0]:pads[1][0] + wd]
   dp = (w.reshape(-1, c_out) @ g.reshape(-1, c_out).T).reshape(kh, kw, c_in, n, ho, wo)
   acc_CNHW = jnp.zeros((c_in, n, hp, wp), g.dtype)
   for i in range(kh):
@@ -169,17 +186,19 @@ def _input_grad(g, w, x_shape, s, pads):
 # ------------------------------------------------------------ member loop
 
 def _member_looped(fn, shortcut):
-  """`fn` whose vmap runs `shortcut(m, batched, *args)` if that returns a result,
-  else loops over the members (`member_map`), so each member's patch buffers stay
-  in cache. Shortcuts cover a shared argument, where one wider op beats a loop."""
-  op = custom_vmap(fn)
+  """`fn(*args, direct)` whose vmap runs `shortcut(m, batched, *args)` if that returns
+  a result, else loops over the members (`member_map`), so each member's patch
+  buffers stay in cache. Shortcuts cover a shared argument, where one wider op beats
+  a loop. Where the loop vmaps over devices, `fn` runs without the C++ kernels."""
+  op = custom_vmap(lambda *args: fn(*args, True))
 
   @op.def_vmap
   def _rule(m, batched, *args):
     out = shortcut(m, batched, *args)
     if out is None:
       full = [a if bt else jnp.broadcast_to(a, (m,) + a.shape) for a, bt in zip(args, batched)]
-      out = member_map(fn, *full)
+      direct = loop_devices(m) == 1
+      out = member_map(lambda *a: fn(*a, direct), *full)
     return out, jax.tree.map(lambda _: True, out)
 
   return op
@@ -215,9 +234,9 @@ def _im2col_op(x_shape, w_shape, s, pads):
       return dx.reshape(m, *x_shape)
     return None
 
-  fwd = _member_looped(lambda x, w, b: _forward(x, w, b, s, pads), fwd_shortcut)
-  wgrad = _member_looped(lambda x, g: _weight_grad(x, g, w_shape, s, pads), wgrad_shortcut)
-  igrad = _member_looped(lambda g, w: _input_grad(g, w, x_shape, s, pads), igrad_shortcut)
+  fwd = _member_looped(lambda x, w, b, d: _forward(x, w, b, s, pads, d), fwd_shortcut)
+  wgrad = _member_looped(lambda x, g, d: _weight_grad(x, g, w_shape, s, pads, d), wgrad_shortcut)
+  igrad = _member_looped(lambda g, w, d: _input_grad(g, w, x_shape, s, pads, d), igrad_shortcut)
 
   @jax.custom_vjp
   def conv(x, w, b):

@@ -90,7 +90,9 @@ class Engine:
       key_data = jax.random.key_data(order_keys)
       order_keys = jax.random.wrap_key_data(
           jnp.broadcast_to(key_data, (hp.task.shape[0], *key_data.shape)))
-    states, loss_MS = member_map(train, states, hp, order_keys, devices=self.mesh.devices.size)
+    states, loss_MS = member_map(
+        lambda s, h, k, data, start: self._train_member(s, h, k, data, start, n_steps),
+        states, hp, order_keys, mesh=self.mesh, shared=(data, start))
     return states, loss_MS.T
 
   def run(self, states, hp, order_keys, data, start: int, n_steps: int):
@@ -98,10 +100,10 @@ class Engine:
     return self._run(states, hp, order_keys, data, jnp.int32(start), n_steps)
 
   def _evaluate(self, states, hp, x_NHWC, labels_TN, chunk: int, num_classes: int):
-    fn = lambda s, y: member_eval(self.cfg, s, x_NHWC, y, chunk, num_classes)
+    fn = lambda s, y, x: member_eval(self.cfg, s, x, y, chunk, num_classes)
     if self.member_loop:
-      return member_map(fn, states, labels_TN[hp.task], devices=self.mesh.devices.size)
-    return jax.vmap(fn)(states, labels_TN[hp.task])
+      return member_map(fn, states, labels_TN[hp.task], mesh=self.mesh, shared=(x_NHWC,))
+    return jax.vmap(fn, in_axes=(0, 0, None))(states, labels_TN[hp.task], x_NHWC)
 
   def evaluate(self, states, hp, x_NHWC, labels_TN, num_classes: int):
     """Per-member (loss, accuracy, balanced accuracy) over the examples of its task."""

@@ -11,6 +11,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jatlas.member_loop import AXIS
+
 
 def one_cpu_device_per_core() -> None:
   """Exposes one JAX CPU device per core, so a population trains one member per core
@@ -27,7 +29,7 @@ def one_cpu_device_per_core() -> None:
 
 def population_mesh(devices=None) -> Mesh:
   devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), ("pop",))
+  return Mesh(np.asarray(devices), (AXIS,))
 
 
 def padded_size(members: int, mesh: Mesh) -> int:
@@ -37,7 +39,7 @@ def padded_size(members: int, mesh: Mesh) -> int:
 
 
 def member_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P("pop"))
+  return NamedSharding(mesh, P(AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
