@@ -38,11 +38,6 @@ struct Geo {
   int64_t k() const { return kw * c; }
   int64_t pixels() const { return n * ho * wo; }
   int64_t row() const { return wp * c; }  // floats per input row
-  // offset of output pixel `pix`'s first input float
-  int64_t base(int64_t pix) const {
-    const int64_t img = pix / (ho * wo), i = pix / wo % ho, j = pix % wo;
-    return ((img * hp + i) * wp + j) * c;
-  }
 };
 
 // 64-byte aligned scratch (a vector load then spans one cache line) that lives as

@@ -77,22 +77,22 @@ class Engine:
     return state, loss_S
 
   def _run_steps(self, states, hp, order_keys, data: DeviceData, start, n_steps: int):
-    train = lambda s, h, k: self._train_member(s, h, k, data, start, n_steps)
+    train = lambda s, h, k, data, start: self._train_member(s, h, k, data, start, n_steps)
     if not self.member_loop:
       # vmap turns the scan inside out: one scan of vmapped steps over all members. With a
       # shared order and full tasks the indices stay unbatched, so the nets see shared
       # inputs (the conv vmap rules' wide-product path)
       key_axis = None if self.shared_order else 0
-      states, loss_MS = jax.vmap(train, in_axes=(0, 0, key_axis))(states, hp, order_keys)
+      states, loss_MS = jax.vmap(train, in_axes=(0, 0, key_axis, None, None))(
+          states, hp, order_keys, data, start)
       return states, loss_MS.T
     if self.shared_order:  # one key per member all the same: an unbatched key would make
       # the conv vmap rules gather every device's filters into one wide product
       key_data = jax.random.key_data(order_keys)
       order_keys = jax.random.wrap_key_data(
           jnp.broadcast_to(key_data, (hp.task.shape[0], *key_data.shape)))
-    states, loss_MS = member_map(
-        lambda s, h, k, data, start: self._train_member(s, h, k, data, start, n_steps),
-        states, hp, order_keys, mesh=self.mesh, shared=(data, start))
+    states, loss_MS = member_map(train, states, hp, order_keys, mesh=self.mesh,
+                                 shared=(data, start))
     return states, loss_MS.T
 
   def run(self, states, hp, order_keys, data, start: int, n_steps: int):
