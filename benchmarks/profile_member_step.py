@@ -2,7 +2,7 @@
 
   JAX_NUM_CPU_DEVICES=1 taskset -c 0 python benchmarks/profile_member_step.py [--steps 50] [--top 25]
 
-Runs one member through the engine's own training scan (`Engine._train_member`, what
+Runs one member through the engine's own training scan (`Engine.train_member`, what
 the CPU member loop runs per member; LeNet-5 32x32, batch 32, Adam, the zoo_throughput
 task) for --steps steps, first timed without tracing, then under
 `jax.profiler`. Each instant of traced wall time is split equally among the XLA thunks
@@ -32,25 +32,19 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import zoo_throughput as zt  # noqa: E402  (same task, net and data)
 
-from jatlas.zoo.step import MemberHparams, StepConfig, device_data  # noqa: E402
-from jatlas.zoo.engine import Engine  # noqa: E402
-from jatlas.zoo import sharding  # noqa: E402
+from jatlas.zoo import Engine, classifier, labels_data, sharding  # noqa: E402
 
 
 def build_steps(n_steps: int):
   """(jitted n-step training of one member, as the engine's member loop runs it; its state)."""
   x, labels_TN, num_classes = zt.load_task("lenet5")
   net = zt.build_net("lenet5", num_classes)
-  cfg = StepConfig(apply_fn=net.apply, optimizers=("adam",), batch_size=32,
-                   steps_per_epoch=len(x) // 32, has_batch_stats=False, full_tasks=True)
-  eng = Engine(cfg, net, x[:1], sharding.population_mesh())
-  hp = MemberHparams(key=np.asarray(jax.random.key_data(jax.random.key(0))), task=np.int32(0),
-                     lr=np.float32(1e-3), weight_decay=np.float32(0), optimizer=np.int32(0),
-                     init_scale=np.float32(1), total_steps=np.int32(10**9))
-  data = jax.device_put(device_data(x, labels_TN))
-  steps = jax.jit(lambda state: eng._train_member(state, hp, jax.random.key(1), data,
-                                                  jnp.int32(0), n_steps)[0])
-  return steps, eng._init_member(hp)
+  eng = Engine(classifier(net, x[:1]), batch_size=32, steps_per_epoch=len(x) // 32,
+               mesh=sharding.population_mesh(jax.devices()[:1]))
+  member = jax.tree.map(lambda a: a[0], eng.members(seed=[0], lr=1e-3))
+  data = jax.device_put(labels_data(x, labels_TN))
+  steps = jax.jit(lambda state: eng.train_member(state, member, data, jnp.int32(0), n_steps)[0])
+  return steps, eng.init_member(member)
 
 
 def op_names(compiled_hlo: str) -> dict:

@@ -106,31 +106,20 @@ def side_peak(reps: int = 7) -> dict:
 def side_jatlas(cfg: dict, reps: int) -> dict:
   import jax
   import jax.numpy as jnp
-  from jatlas.zoo import sharding
-  from jatlas.zoo.engine import Engine
-  from jatlas.zoo.step import MemberHparams, StepConfig, device_data
+  from jatlas.zoo import Engine, classifier, labels_data
 
   x, labels_TN, num_classes = load_task(cfg["net"])
   net = build_net(cfg["net"], num_classes)
   m, batch, steps = cfg["members"], cfg["batch"], cfg["steps"]
-  step_cfg = StepConfig(apply_fn=net.apply, optimizers=("adam",), batch_size=batch,
-                        steps_per_epoch=len(x) // batch, has_batch_stats=False, full_tasks=True)
-  mesh = sharding.population_mesh()
   shared = cfg.get("shared", False)
-  eng = Engine(step_cfg, net, x[:1], mesh, shared_order=shared)
-  keys = np.stack([np.asarray(jax.random.key_data(jax.random.key(s))) for s in range(m)])
-  hp = sharding.put_members(MemberHparams(
-      key=keys, task=(np.arange(m) % len(labels_TN)).astype(np.int32),
-      lr=np.full(m, 1e-3, np.float32), weight_decay=np.zeros(m, np.float32),
-      optimizer=np.zeros(m, np.int32), init_scale=np.ones(m, np.float32),
-      total_steps=np.full(m, 10**9, np.int32)), mesh)
-  data = sharding.put_replicated(device_data(x, labels_TN), mesh)
-  order_keys = jax.random.key(1) if shared else jax.vmap(
-      lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), 1))(hp.key)
-  state = {"s": eng.init(hp), "start": 0}
+  eng = Engine(classifier(net, x[:1]), batch_size=batch, steps_per_epoch=len(x) // batch,
+               shared_order=shared, order_seed=1)
+  members = eng.members(seed=np.arange(m), task=np.arange(m) % len(labels_TN), lr=1e-3)
+  data = eng.put(labels_data(x, labels_TN))
+  state = {"s": eng.init(members), "start": 0}
 
   def run():
-    state["s"], loss = eng.run(state["s"], hp, order_keys, data, state["start"], steps)
+    state["s"], loss = eng.run(state["s"], members, data, state["start"], steps)
     state["start"] += steps
     jax.block_until_ready(loss)
     return loss

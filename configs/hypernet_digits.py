@@ -11,32 +11,19 @@ task identified from weights 26.7% with StatNN features (chance 10%; 30 test mod
 """
 import ml_collections
 
+from jatlas.zoo.schema import default_config
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
+  c = default_config()  # every field and its meaning: jatlas/zoo/schema.py
   c.name = "hypernet_digits"
-  c.data = ml_collections.ConfigDict({"name": "digits", "kwargs": {"size": 32}})
-  c.tasks = ml_collections.ConfigDict(
-      {"kind": "one_vs_rest", "kwargs": {}, "label_noise": (), "noise_seed": 0})
-  c.model = ml_collections.ConfigDict({"name": "lenet5", "kwargs": {"activation": "tanh"}})
-  c.zoo = ml_collections.ConfigDict({
-      "members": 100,           # 10 tasks x 10 seeds (fits 10 min on a 2-core CPU)
-      "seed": 0,                # member i has seed seed * 1e6 + i
-      "lr": (1e-3,),
-      "weight_decay": (0.0,),
-      "optimizer": ("adam",),   # adam | sgd | rmsprop
-      "init_scale": (1.0,),
-      "epochs": (5,),           # training length per member (grid axis); the paper: 20
-      "batch_size": 128,
-      "save_epochs": (0, 1, 5),
-      "eval_every": 0,          # extra evaluations every k epochs (0: only at saves)
-      "checkpoint_every": 1,    # training-state checkpoint every k epochs (resume)
-      "steps_per_call": 0,      # steps per jitted scan call (0: one epoch)
-      "shared_order": False,    # all members see the same batch order (faster, recorded)
-      "parent": "",             # zoo directory to fine-tune from
-      "parent_epoch": -1,       # parent checkpoints to start from (-1: final)
-      "relation": "finetune",
-  })
+  c.data.kwargs = {"size": 32}
+  c.tasks.kind = "one_vs_rest"
+  c.model.name, c.model.kwargs = "lenet5", {"activation": "tanh"}
+  c.zoo.members = 100        # 10 tasks x 10 seeds (fits 10 min on a 2-core CPU)
+  c.zoo.epochs = (5,)        # the paper: 20
+  c.zoo.batch_size = 128
+  c.zoo.save_epochs = (0, 1, 5)
   c.experiment = ml_collections.ConfigDict({"test_fraction": 0.3, "seed": 0})
   if arg == "smoke":  # 3 models per digit: 20 train the weight probe, 10 test it
     c.zoo.members = 30

@@ -3,6 +3,7 @@
   jatlas zoo train --config configs/hypernet_digits.py[:smoke] --out DIR [--config.zoo.members=64]
   jatlas zoo train ... --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # per host
   jatlas zoo info DIR
+  jatlas zoo verify DIR                            # shard checksums against zoo.json
   jatlas zoo push DIR REPO_ID [--private]          # a zoo as a Hub dataset repo
   jatlas convert torch2jax IN.safetensors OUT.safetensors
   jatlas convert jax2torch IN.safetensors OUT.safetensors [--arch lenet5 --arch-kwargs '{}'
@@ -26,7 +27,7 @@ def _zoo_train(args, rest):
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   from jatlas.config import load_config
   from jatlas.zoo.train import train_zoo
-  cfg = load_config(rest)
+  cfg = load_config([f"--config={args.config}", *rest])
   zoo = train_zoo(cfg, args.out, progress=not args.no_progress)
   if jax.process_index() == 0:
     print(zoo_summary(zoo))
@@ -67,6 +68,16 @@ def _no_extra(rest):
     raise SystemExit(f"unexpected arguments {rest}")
 
 
+def _zoo_verify(args, rest):
+  from jatlas.zoo.store import Zoo, ZooFormatError
+  _no_extra(rest)
+  try:
+    zoo = Zoo.open(args.dir, verify=True)
+  except ZooFormatError as e:
+    raise SystemExit(f"error: {e}") from e
+  print(f"ok: {len(zoo.manifest['shards'])} shards verified")
+
+
 def _zoo_push(args, rest):
   from jatlas.io import hub
   _no_extra(rest)
@@ -86,15 +97,14 @@ def _convert_torch2jax(args, rest):
 
 def _jax2torch_state_dict(args) -> dict:
   """The torch state dict of a zoo row, a jatlas net's variables, or any variables."""
-  from flax import traverse_util
-  from jatlas import io, nets
+  from jatlas import flat_names, io, nets
   from jatlas.zoo.store import Zoo
   shape = args.input_shape and tuple(int(d) for d in args.input_shape.split(","))
   if os.path.isdir(args.input):
     if args.row is None:
       raise SystemExit(f"{args.input} is a zoo: pass --row (a row of its members table)")
     return io.member_to_torch(Zoo.open(args.input), args.row, input_shape=shape)
-  variables = traverse_util.unflatten_dict(io.load_file(args.input), sep="/")
+  variables = flat_names.unflatten_variables(io.load_file(args.input))
   if args.arch is None:
     return io.to_state_dict(variables)
   if shape is None:
@@ -155,7 +165,16 @@ def main(argv=None):
   sub = parser.add_subparsers(dest="group", required=True)
   zoo = sub.add_parser("zoo", help="train and inspect model zoos").add_subparsers(
       dest="cmd", required=True)
-  train = zoo.add_parser("train", help="train a zoo from a config (resumes if interrupted)")
+  train = zoo.add_parser(
+      "train", help="train a zoo from a config (resumes if interrupted)",
+      description="Train a zoo from a config file; rerun the same command to resume.",
+      epilog="example:\n  jatlas zoo train --config configs/hypernet_digits.py:smoke "
+             "--out runs/smoke --config.zoo.members=40 \"--config.zoo.lr=(1e-3, 3e-3)\"\n"
+             "fields and defaults: jatlas/zoo/schema.py",
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  train.add_argument("--config", required=True, metavar="FILE[:VARIANT]",
+                     help="Python config file (get_config(variant)); override any field "
+                          "with --config.<group>.<field>=VALUE")
   train.add_argument("--out", required=True, help="zoo directory to write")
   train.add_argument("--no-progress", action="store_true")
   dist = train.add_argument_group("multi-host (jax.distributed)")
@@ -169,6 +188,9 @@ def main(argv=None):
   info.add_argument("dir")
   info.add_argument("--json", action="store_true", help="also print the manifest")
   info.set_defaults(fn=_zoo_info)
+  verify = zoo.add_parser("verify", help="recompute every shard's sha256 against zoo.json")
+  verify.add_argument("dir")
+  verify.set_defaults(fn=_zoo_verify)
   _add_interop(sub, zoo)
   args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   args.fn(args, rest)

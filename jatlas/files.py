@@ -1,11 +1,18 @@
-"""Atomic file writes: a reader never sees a half-written file (zoo store, jatlas.io).
+"""Atomic file writes (a reader never sees a half-written file) and file checksums.
 
 Each writer writes `path.tmp-<pid>` in the target folder, flushes it to disk,
-then renames it over `path` (rename is atomic on POSIX filesystems).
+then renames it over `path` (rename is atomic on POSIX filesystems). Every
+file gets the mode a plain open() would give it (0o666 less the umask).
+
+Usage:
+  write_json("zoo.json", manifest); write_parquet(...); write_safetensors(...)
+  digest = sha256("params-e0001.safetensors")
 """
 import contextlib
+import hashlib
 import json
 import os
+import stat
 from typing import Mapping
 
 import numpy as np
@@ -18,13 +25,35 @@ def atomic_path(path: str):
   """Yields a temporary path next to `path`; renames it to `path` on success."""
   tmp = f"{path}.tmp-{os.getpid()}"
   try:
+    mode = _new_file_mode(tmp)
     yield tmp
+    # Some writers replace `tmp` by a file of their own mode (safetensors' writer
+    # renames a 0600 temporary file over it), so the mode is set afterwards.
+    os.chmod(tmp, mode)
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _new_file_mode(path: str) -> int:
+  """Creates `path` empty as open() would and returns its mode: 0o666 less the
+  umask, read without os.umask(), which would change it for every thread."""
+  if os.path.exists(path):
+    os.remove(path)  # a leftover of a crashed writer with this pid keeps its old mode
+  os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+  return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def sha256(path: str, chunk_bytes: int = 1 << 22) -> str:
+  """The hex SHA-256 of a file's bytes, read in chunks."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    while chunk := f.read(chunk_bytes):
+      h.update(chunk)
+  return h.hexdigest()
 
 
 def write_json(path: str, obj) -> None:

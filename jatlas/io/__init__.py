@@ -9,6 +9,7 @@ Usage:
   io.save_safetensors("out.safetensors", variables, {"format": "flax"})
   deltas = io.lora_deltas("adapter_dir")                 # {module: B @ A * scale}
   from jatlas.io import hub                              # Hub download/card/push
+  zoo = hub.open_zoo("org/digits-zoo")                   # a zoo from the Hub (cache)
 """
 from jatlas.io.adapters import from_torch, member_to_torch, to_torch
 from jatlas.io.load_torch import load_torch, read_state_dict, to_state_dict

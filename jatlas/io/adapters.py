@@ -20,9 +20,8 @@ import math
 import flax.linen as nn
 import jax
 import numpy as np
-from flax import traverse_util
 
-from jatlas import nets
+from jatlas import flat_names, nets
 from jatlas.io.load_torch import as_numpy, read_state_dict
 from jatlas.io.strict import check_keys, shapes
 from jatlas.io.torch_names import FLAX_TO_TORCH, TORCH_TO_FLAX, apply_rules
@@ -65,7 +64,7 @@ def _schema(net: nn.Module, input_shape) -> tuple[dict, tuple[int, int]]:
   map_shape = x.shape if tap is None else taps[tap].shape
   # A (N, D) input is already flat: S = 1 makes the permutation the identity.
   s_c = (math.prod(map_shape[1:-1]), map_shape[-1]) if len(map_shape) > 2 else (1, 1)
-  return shapes(traverse_util.flatten_dict(variables, sep="/")), s_c
+  return shapes(flat_names.flatten_variables(variables)), s_c
 
 
 def _permute_rows(w_IO: np.ndarray, s_c, to_jatlas: bool) -> np.ndarray:
@@ -112,8 +111,7 @@ def from_torch(net: nn.Module, source, *, input_shape,
              sources=converted.sources,
              unmatched=converted.unmatched if strict else (),
              allow_missing=not strict, allow_unexpected=not strict)
-  return traverse_util.unflatten_dict(
-      {k: v for k, v in flat.items() if k in expected}, sep="/")
+  return flat_names.unflatten_variables({k: v for k, v in flat.items() if k in expected})
 
 
 def to_torch(net: nn.Module, variables, *, input_shape) -> dict[str, np.ndarray]:
@@ -122,8 +120,7 @@ def to_torch(net: nn.Module, variables, *, input_shape) -> dict[str, np.ndarray]
   BatchNorms get `num_batches_tracked` = 0, so torch's strict
   `load_state_dict` accepts the dict.
   """
-  flat = {k: as_numpy(v) for k, v in
-          traverse_util.flatten_dict(dict(variables), sep="/").items()}
+  flat = {k: as_numpy(v) for k, v in flat_names.flatten_variables(variables).items()}
   expected, s_c = _schema(net, input_shape)
   check_keys(shapes(flat), expected, what=f"{type(net).__name__} variables")
   converted = apply_rules(_to_torch_layout(flat, layout_of(net), s_c), FLAX_TO_TORCH)
@@ -132,16 +129,12 @@ def to_torch(net: nn.Module, variables, *, input_shape) -> dict[str, np.ndarray]
   return {k: np.array(v, order="C") for k, v in converted.tensors.items()}
 
 
-def zoo_input_shape(zoo) -> tuple[int, ...]:
-  """One example's shape for a zoo, from its manifest (or, for older zoos, its dataset)."""
-  if "input_shape" in zoo.manifest:
-    return tuple(zoo.manifest["input_shape"])
-  from jatlas import data  # io -> data is the allowed direction; loads lazily
-  spec = zoo.manifest["data"]
-  return data.load(spec["name"], **spec.get("kwargs", {})).input_shape
-
-
 def member_to_torch(zoo, row: int, *, input_shape=None) -> dict[str, np.ndarray]:
-  """The torch state dict of zoo member `row` (a row of `zoo.table`)."""
-  shape = zoo_input_shape(zoo) if input_shape is None else tuple(input_shape)
-  return to_torch(zoo.model(), zoo.variables(row), input_shape=shape)
+  """The torch state dict of zoo checkpoint `row` (a row of `zoo.table`).
+
+  A row outside the table raises IndexError with the valid range.
+  `input_shape`: one example's shape; default: the zoo manifest's.
+  """
+  variables = zoo.variables(row)
+  shape = tuple(zoo.manifest["input_shape"] if input_shape is None else input_shape)
+  return to_torch(zoo.model(), variables, input_shape=shape)

@@ -7,10 +7,11 @@ infers a missing relation, this module does not.
 Usage:
   meta = parse_card(open("README.md").read())
   meta.base_models, meta.base_model_relation, meta.license
+  card = zoo_card(manifest, "org/digits-zoo")     # a huggingface_hub.DatasetCard
 """
 import dataclasses
 
-from huggingface_hub import DatasetCardData, RepoCard
+from huggingface_hub import DatasetCard, DatasetCardData, RepoCard
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,17 +59,35 @@ def parse_card(text: str, *, where: str = "README.md") -> CardMetadata:
       raw=raw)
 
 
-def zoo_card(manifest: dict, repo_id: str) -> str:
-  """A dataset card for a zoo pushed as `repo_id`, from its zoo.json manifest."""
+# As DatasetCard.from_template fills it, with str.format in place of Jinja2
+# (which is not a jatlas dependency).
+ZOO_CARD_TEMPLATE = """---
+{card_data}
+---
+
+# {name}
+
+A jatlas model zoo: {members} `{model}` members ({model_kwargs}) trained on
+`{data}` ({data_kwargs}), tasks {tasks}.
+
+Files: `zoo.json` (manifest), `members.parquet` (one row per member and
+checkpoint), `params-eNNNN.safetensors` (stacked member tensors). Readable
+with safetensors + pandas alone, or:
+
+```python
+from jatlas.io import hub
+zoo = hub.open_zoo({repo_id!r})
+```
+"""
+
+
+def zoo_card(manifest: dict, repo_id: str) -> DatasetCard:
+  """The dataset card of a zoo pushed as `repo_id`, from its zoo.json manifest."""
   model, data = manifest["model"], manifest["data"]
-  yaml = DatasetCardData(
-      pretty_name=manifest.get("name", "zoo"), library_name="jatlas",
-      tags=["jatlas", "model-zoo", model["name"]]).to_yaml()
-  return (f"---\n{yaml}\n---\n\n# {manifest.get('name', 'zoo')}\n\n"
-          f"A jatlas model zoo: {manifest['members']} `{model['name']}` members "
-          f"({model['kwargs']}) trained on `{data['name']}` ({data['kwargs']}), "
-          f"tasks {manifest['tasks']}.\n\n"
-          "Files: `zoo.json` (manifest), `members.parquet` (one row per member "
-          "and checkpoint), `params-eNNNN.safetensors` (stacked member tensors). "
-          "Readable with safetensors + pandas alone, or:\n\n"
-          f"```python\nfrom jatlas.zoo import Zoo\nzoo = Zoo.from_hub({repo_id!r})\n```\n")
+  name = manifest.get("name", "zoo")
+  card_data = DatasetCardData(pretty_name=name, library_name="jatlas",
+                              tags=["jatlas", "model-zoo", model["name"]])
+  return DatasetCard(ZOO_CARD_TEMPLATE.format(
+      card_data=card_data.to_yaml(), name=name, members=manifest["members"],
+      model=model["name"], model_kwargs=model["kwargs"], data=data["name"],
+      data_kwargs=data["kwargs"], tasks=manifest["tasks"], repo_id=repo_id))

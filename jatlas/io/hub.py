@@ -10,7 +10,7 @@ Usage:
   folder = download("org/model", allow_patterns=["*.safetensors", "*.json"])
   meta = read_card("org/model")            # base_models, license, ...
   push_zoo("runs/digits", "org/digits-zoo")
-  zoo = open_zoo("org/digits-zoo")         # or Zoo.from_hub("org/digits-zoo")
+  zoo = open_zoo("org/digits-zoo")         # the way to open a Hub zoo (-> jatlas.zoo.Zoo)
 """
 import os
 
@@ -23,6 +23,8 @@ from jatlas.zoo import store
 CARD = "README.md"
 ZOO_CONFIG = "config.json"  # the training config, beside the manifest
 ZOO_PATTERNS = (store.MANIFEST, store.TABLE, ZOO_CONFIG, "params-e*.safetensors", CARD)
+
+__all__ = ["download", "download_file", "read_card", "push_zoo", "open_zoo", "CardMetadata"]
 
 
 def _not_cached(repo_id, what, repo_type, revision, cache_dir, error) -> LocalEntryNotFoundError:
@@ -93,17 +95,21 @@ def push_zoo(zoo_dir: str, repo_id: str, *, api: hf.HfApi | None = None,
   ops = [hf.CommitOperationAdd(path_in_repo=f, path_or_fileobj=os.path.join(zoo.dir, f))
          for f in _zoo_files(zoo)]
   if not os.path.isfile(os.path.join(zoo.dir, CARD)):
-    ops.append(hf.CommitOperationAdd(path_in_repo=CARD,
-                                     path_or_fileobj=zoo_card(zoo.manifest, repo_id).encode()))
+    card = str(zoo_card(zoo.manifest, repo_id)).encode()
+    ops.append(hf.CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=card))
   api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
   return api.create_commit(
       repo_id, ops, repo_type="dataset",
-      commit_message=commit_message or f"Upload jatlas zoo ({len(zoo)} rows)")
+      commit_message=commit_message or f"Upload jatlas zoo ({zoo.num_members} members, "
+                                        f"{zoo.num_checkpoints} checkpoints)")
 
 
 def open_zoo(repo_id: str, *, revision: str | None = None, cache_dir: str | None = None,
-             token: str | None = None, check: bool = True) -> store.Zoo:
-  """Downloads (or finds in the cache) a zoo dataset repo and opens it."""
+             token: str | None = None, check: bool = True, verify: bool = False) -> store.Zoo:
+  """Downloads (or finds in the cache) a zoo dataset repo and opens it.
+
+  check, verify: as in Zoo.open (headers against the manifest; shard checksums).
+  """
   folder = download(repo_id, revision=revision, repo_type="dataset",
                     allow_patterns=list(ZOO_PATTERNS), cache_dir=cache_dir, token=token)
-  return store.Zoo.open(folder, check=check)
+  return store.Zoo.open(folder, check=check, verify=verify)

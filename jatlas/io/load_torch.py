@@ -12,8 +12,8 @@ from typing import Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
+from jatlas import flat_names
 from jatlas.io import safetensors_io
 from jatlas.io.safetensors_io import CheckpointError
 from jatlas.io.strict import check_keys, shapes
@@ -92,14 +92,13 @@ def load_torch(source, *, strict: bool = True, like=None,
   tensors, what = read_state_dict(source)
   converted = apply_rules(tensors, rules)
   flat = converted.tensors
-  expected = None if like is None else shapes(
-      traverse_util.flatten_dict(dict(like), sep="/"))
+  expected = None if like is None else shapes(flat_names.flatten_variables(like))
   check_keys(shapes(flat), expected, what=what, sources=converted.sources,
              unmatched=converted.unmatched if strict else (),
              allow_missing=not strict, allow_unexpected=not strict)
   if expected is not None:
     flat = {k: v for k, v in flat.items() if k in expected}
-  return traverse_util.unflatten_dict(flat, sep="/")
+  return flat_names.unflatten_variables(flat)
 
 
 def to_state_dict(variables, *,
@@ -109,8 +108,7 @@ def to_state_dict(variables, *,
   No net-specific layouts (flatten order, Conv1d as (1, k) Conv2D): use
   adapters.to_torch for jatlas nets. Raises on leaves no rule converts.
   """
-  flat = {k: as_numpy(v) for k, v in
-          traverse_util.flatten_dict(dict(variables), sep="/").items()}
+  flat = {k: as_numpy(v) for k, v in flat_names.flatten_variables(variables).items()}
   converted = apply_rules(flat, rules)
   check_keys(shapes(converted.tensors), what="variables", unmatched=converted.unmatched)
   return converted.tensors

@@ -8,16 +8,13 @@ Usage:
   w_FOI = read_layer(paths, "fc1.weight")          # [files, out, in]
   save_safetensors("out.safetensors", variables, {"format": "flax"})
 """
-import contextlib
-import difflib
 import os
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import jax
 import numpy as np
-from flax import traverse_util
-from safetensors import safe_open
 
+from jatlas import flat_names, tensor_files
 from jatlas.files import write_safetensors
 
 
@@ -25,43 +22,20 @@ class CheckpointError(ValueError):
   """A checkpoint file is missing, corrupt or truncated, or lacks a tensor."""
 
 
-@contextlib.contextmanager
-def _open(path: str) -> Iterator:
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise CheckpointError(f"checkpoint file {path} not found")
-  try:
-    f = safe_open(path, framework="numpy")
-  except Exception as e:  # safetensors raises its own error type on bad headers
-    raise CheckpointError(f"corrupt or truncated safetensors file {path}: {e}") from e
-  with f:
-    yield f
-
-
-def _get(f, path: str, name: str) -> np.ndarray:
-  try:
-    return f.get_tensor(name)
-  except Exception as e:
-    keys = list(f.keys())
-    if name not in keys:
-      near = difflib.get_close_matches(name, keys, n=3)
-      raise CheckpointError(
-          f"{path} has no tensor {name!r} ({len(keys)} tensors"
-          f"{'; close: ' + ', '.join(near) if near else ''})") from None
-    raise CheckpointError(f"{path}: cannot read tensor {name!r} "
-                          f"(dtype {f.get_slice(name).get_dtype()}): {e}") from e
+def _open(path: str):
+  return tensor_files.open_tensors(path, error=CheckpointError, what="checkpoint file")
 
 
 def tensor_shapes(path: str) -> dict[str, tuple[int, ...]]:
   """{name: shape} from the header alone."""
   with _open(path) as f:
-    return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    return {k: info.shape for k, info in f.header().items()}
 
 
 def read_tensor(path: str, name: str) -> np.ndarray:
   """One tensor, as stored (torch layout for torch checkpoints)."""
   with _open(path) as f:
-    return _get(f, os.fspath(path), name)
+    return f.read(name)
 
 
 def read_layer(paths: Sequence[str], name: str) -> np.ndarray:
@@ -88,13 +62,13 @@ def read_layer(paths: Sequence[str], name: str) -> np.ndarray:
 def load_file(path: str) -> dict[str, np.ndarray]:
   """Every tensor of one file, keyed by name."""
   with _open(path) as f:
-    return {k: _get(f, os.fspath(path), k) for k in f.keys()}
+    return {k: f.read(k) for k in f.names()}
 
 
 def read_metadata(path: str) -> dict[str, str]:
   """The header's string->string `__metadata__` (empty if none)."""
   with _open(path) as f:
-    return dict(f.metadata() or {})
+    return f.metadata()
 
 
 def save_safetensors(path: str, tree: Mapping,
@@ -109,6 +83,6 @@ def save_safetensors(path: str, tree: Mapping,
          if not (isinstance(k, str) and isinstance(v, str))}
   if bad:
     raise TypeError(f"safetensors metadata must map str to str; {path}: got {bad}")
-  flat = traverse_util.flatten_dict(dict(tree), sep="/")
+  flat = flat_names.flatten_variables(tree)
   arrays = {k: np.asarray(jax.device_get(v)) for k, v in flat.items()}
   write_safetensors(os.fspath(path), arrays, metadata)

@@ -1,7 +1,12 @@
-"""Activation functions by name, with PyTorch semantics.
+"""Activation functions by name, with PyTorch semantics, and their unit symmetries.
+
+`ODD` activations satisfy f(-x) = -f(x) (a hidden unit's sign can flip);
+`POSITIVELY_HOMOGENEOUS` ones f(a x) = a f(x) for a > 0 (a unit can be rescaled).
+jatlas.nets.symmetry reads these sets.
 
 Usage:
   act = get_activation("gelu")  # exact erf GELU, like torch.nn.GELU()
+  "tanh" in ODD, "relu" in POSITIVELY_HOMOGENEOUS  # True, True
 """
 from typing import Callable
 
@@ -20,6 +25,10 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "leaky_relu": nn.leaky_relu,  # slope 0.01, as torch
     "identity": lambda x: x,
 }
+
+# sigmoid(-x) = 1 - sigmoid(x) is odd only up to a shift: not an exact sign symmetry.
+ODD = frozenset({"tanh", "identity"})
+POSITIVELY_HOMOGENEOUS = frozenset({"relu", "leaky_relu", "identity"})
 
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:

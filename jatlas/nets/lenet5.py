@@ -10,13 +10,13 @@ Usage:
   variables = net.init(key, x_NHWC)  # x_NHWC: (N, 32, 32, 3)
   logits_NK, taps = net.apply(variables, x_NHWC, return_taps=True)
 """
-import collections
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 
-from jatlas.nets.activations import get_activation
-from jatlas.nets.conv import Conv2D, avg_pool
+from jatlas.nets.conv import Conv2D
+from jatlas.nets.stages import Act, AvgPool, Flatten, Linear, Stage, StagedNet
 
 KERNEL = 5
 
@@ -34,7 +34,7 @@ def _check_spatial(shape) -> None:
     h, w = h - KERNEL + 1, w - KERNEL + 1
 
 
-class LeNet5(nn.Module):
+class LeNet5(StagedNet):
   """Params: `conv1..conv3`, `fc1`, `head`.
 
   Taps: `conv1`, `pool1`, `conv2`, `pool2`, `conv3`, `fc1`, `logits`.
@@ -47,28 +47,28 @@ class LeNet5(nn.Module):
   kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
-  def _conv(self, features, padding, name):
-    return Conv2D(features, (KERNEL, KERNEL), padding=padding,
-                  lowering=self.conv_lowering, kernel_init=self.kernel_init,
-                  bias_init=self.bias_init, name=name)
+  def _conv(self, name, features, padding):
+    return Linear(name, functools.partial(
+        Conv2D, features, (KERNEL, KERNEL), padding=padding, lowering=self.conv_lowering,
+        kernel_init=self.kernel_init, bias_init=self.bias_init))
 
-  def _dense(self, features, name):
-    return nn.Dense(features, kernel_init=self.kernel_init,
-                    bias_init=self.bias_init, name=name)
+  def _dense(self, name, features):
+    return Linear(name, functools.partial(nn.Dense, features, kernel_init=self.kernel_init,
+                                          bias_init=self.bias_init))
 
-  @nn.compact
-  def __call__(self, x_NHWC, *, train: bool = False, return_taps: bool = False):
-    del train  # no BatchNorm or dropout
+  def check_input(self, x_NHWC) -> None:
     _check_spatial(x_NHWC.shape)
-    act = get_activation(self.activation)
+
+  def stages(self):
+    act = Act(self.activation)
     c1, c2, c3 = self.channels
-    taps = collections.OrderedDict()  # jit would re-sort a plain dict's keys
-    taps["conv1"] = h = act(self._conv(c1, KERNEL // 2, "conv1")(x_NHWC))
-    taps["pool1"] = h = avg_pool(h, 2)
-    taps["conv2"] = h = act(self._conv(c2, 0, "conv2")(h))
-    taps["pool2"] = h = avg_pool(h, 2)
-    taps["conv3"] = h = act(self._conv(c3, 0, "conv3")(h))
-    h_ND = h.reshape(h.shape[0], -1)  # (H, W, C) order; torch's is (C, H, W)
-    taps["fc1"] = h_ND = act(self._dense(self.hidden, "fc1")(h_ND))
-    taps["logits"] = logits_NK = self._dense(self.num_classes, "head")(h_ND)
-    return (logits_NK, taps) if return_taps else logits_NK
+    return (
+        Stage("conv1", (self._conv("conv1", c1, KERNEL // 2), act)),
+        Stage("pool1", (AvgPool(2),)),
+        Stage("conv2", (self._conv("conv2", c2, 0), act)),
+        Stage("pool2", (AvgPool(2),)),
+        Stage("conv3", (self._conv("conv3", c3, 0), act)),
+        # (H, W, C) flatten order; torch's is (C, H, W)
+        Stage("fc1", (Flatten(), self._dense("fc1", self.hidden), act)),
+        Stage("logits", (self._dense("head", self.num_classes),)),
+    )

@@ -11,22 +11,35 @@ Usage:
   logits_NK, updates = net.apply(variables, x_NHWC, train=True,
                                  mutable=["batch_stats"])
 """
-import collections
+import functools
 import re
 from typing import Sequence
 
 import flax.linen as nn
 
 from jatlas.nets.conv import Conv2D
+from jatlas.nets.stages import Act, Linear, Mean, Norm, Residual, Stage, StagedNet
 
 ALIASES = {"resnet10": "R1111", "resnet18": "R2222"}
 
 
-def _batch_norm(train: bool, name: str) -> nn.BatchNorm:
-  # torch BatchNorm2d defaults: momentum 0.1 (= flax 0.9), eps 1e-5.
-  # Exact two-pass variance: E[x^2]-E[x]^2 loses digits on large activations.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                      epsilon=1e-5, use_fast_variance=False, name=name)
+def _conv(name, features, kernel, stride, lowering, kernel_init) -> Linear:
+  return Linear(name, functools.partial(
+      Conv2D, features, (kernel, kernel), strides=(stride, stride), padding=kernel // 2,
+      use_bias=False, lowering=lowering, kernel_init=kernel_init))
+
+
+def basic_block(name: str, in_features: int, features: int, stride: int = 1,
+                lowering: str = "auto",
+                kernel_init=nn.initializers.lecun_normal()) -> Residual:
+  """The BasicBlock as ops; a projection shortcut where stride or width changes."""
+  conv = functools.partial(_conv, lowering=lowering, kernel_init=kernel_init)
+  branch = (conv("conv1", features, 3, stride), Norm("bn1"), Act("relu"),
+            conv("conv2", features, 3, 1), Norm("bn2"))
+  shortcut = ()
+  if stride != 1 or in_features != features:
+    shortcut = (conv("proj_conv", features, 1, stride), Norm("proj_bn"))
+  return Residual(name, branch, shortcut, (Act("relu"),))
 
 
 class BasicBlock(nn.Module):
@@ -39,25 +52,14 @@ class BasicBlock(nn.Module):
   conv_lowering: str = "auto"
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
-  def _conv(self, kernel, stride, name):
-    return Conv2D(self.features, (kernel, kernel), strides=(stride, stride),
-                  padding=kernel // 2, use_bias=False,
-                  lowering=self.conv_lowering, kernel_init=self.kernel_init,
-                  name=name)
-
   @nn.compact
   def __call__(self, x_NHWC, train: bool = False):
-    h = self._conv(3, self.stride, "conv1")(x_NHWC)
-    h = nn.relu(_batch_norm(train, "bn1")(h))
-    h = _batch_norm(train, "bn2")(self._conv(3, 1, "conv2")(h))
-    shortcut = x_NHWC
-    if self.stride != 1 or x_NHWC.shape[-1] != self.features:
-      shortcut = self._conv(1, self.stride, "proj_conv")(x_NHWC)
-      shortcut = _batch_norm(train, "proj_bn")(shortcut)
-    return nn.relu(h + shortcut)
+    block = basic_block(self.name, x_NHWC.shape[-1], self.features, self.stride,
+                        self.conv_lowering, self.kernel_init)
+    return block.body(x_NHWC, train)
 
 
-class ResNet(nn.Module):
+class ResNet(StagedNet):
   """Params: `stem_conv`, `stem_bn`, `block1..blockB` (global order), `head`.
 
   Taps: `stem`, `block1`, ..., `blockB`, `pool`, `logits`; tap index k in the
@@ -69,33 +71,28 @@ class ResNet(nn.Module):
   conv_lowering: str = "auto"
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
-  @nn.compact
-  def __call__(self, x_NHWC, *, train: bool = False, return_taps: bool = False):
+  def stages(self):
     blocks_ok = self.stage_blocks and min(self.stage_blocks) >= 1
     if len(self.stage_blocks) != len(self.widths) or not blocks_ok:
       raise ValueError(
           f"ResNet needs one width per stage and >= 1 block per stage, got "
           f"stage_blocks={tuple(self.stage_blocks)}, "
           f"widths={tuple(self.widths)}")
-    taps = collections.OrderedDict()  # jit would re-sort a plain dict's keys
-    h = Conv2D(self.widths[0], (3, 3), padding=1, use_bias=False,
-               lowering=self.conv_lowering, kernel_init=self.kernel_init,
-               name="stem_conv")(x_NHWC)
-    taps["stem"] = h = nn.relu(_batch_norm(train, "stem_bn")(h))
-    k = 0
-    stages = zip(self.stage_blocks, self.widths)
-    for stage, (blocks, width) in enumerate(stages):
+    stem = (_conv("stem_conv", self.widths[0], 3, 1, self.conv_lowering, self.kernel_init),
+            Norm("stem_bn"), Act("relu"))
+    stages = [Stage("stem", stem)]
+    in_width = self.widths[0]
+    for stage, (blocks, width) in enumerate(zip(self.stage_blocks, self.widths)):
       for b in range(blocks):
-        k += 1
+        name = f"block{len(stages)}"
         stride = 2 if stage > 0 and b == 0 else 1
-        block = BasicBlock(width, stride=stride,
-                           conv_lowering=self.conv_lowering,
-                           kernel_init=self.kernel_init, name=f"block{k}")
-        taps[f"block{k}"] = h = block(h, train)
-    taps["pool"] = pooled_NC = h.mean(axis=(1, 2))
-    taps["logits"] = logits_NK = nn.Dense(
-        self.num_classes, kernel_init=self.kernel_init, name="head")(pooled_NC)
-    return (logits_NK, taps) if return_taps else logits_NK
+        block = basic_block(name, in_width, width, stride, self.conv_lowering,
+                            self.kernel_init)
+        stages.append(Stage(name, (block,)))
+        in_width = width
+    head = functools.partial(nn.Dense, self.num_classes, kernel_init=self.kernel_init)
+    stages += [Stage("pool", (Mean(),)), Stage("logits", (Linear("head", head),))]
+    return tuple(stages)
 
 
 def stage_blocks_from_name(arch: str) -> tuple[int, ...]:

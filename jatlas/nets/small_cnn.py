@@ -8,16 +8,16 @@ Usage:
   variables = net.init(key, x_NHWC)  # x_NHWC: (N, 28, 28, 1)
   logits_NK = net.apply(variables, x_NHWC)
 """
-import collections
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 
-from jatlas.nets.activations import get_activation
 from jatlas.nets.conv import Conv2D
+from jatlas.nets.stages import Act, Linear, Mean, Stage, StagedNet
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(StagedNet):
   """Convs `conv1..convC` + activation, global average pool, Dense `head`.
 
   Taps: `conv1`, ..., `convC`, `pool`, `logits`.
@@ -31,22 +31,14 @@ class SmallCNN(nn.Module):
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
-  @nn.compact
-  def __call__(self, x_NHWC, *, train: bool = False, return_taps: bool = False):
-    del train  # no BatchNorm or dropout
-    act = get_activation(self.activation)
+  def stages(self):
     k, s = self.kernel_size, self.stride
-    taps = collections.OrderedDict()  # jit would re-sort a plain dict's keys
-    h_NHWC = x_NHWC
-    for i, c in enumerate(self.channels, start=1):
-      conv = Conv2D(c, (k, k), strides=(s, s), padding=k // 2,
-                    lowering=self.conv_lowering, kernel_init=self.kernel_init,
-                    bias_init=self.bias_init, name=f"conv{i}")
-      h_NHWC = act(conv(h_NHWC))
-      taps[f"conv{i}"] = h_NHWC
-    pooled_NC = h_NHWC.mean(axis=(1, 2))
-    taps["pool"] = pooled_NC
-    logits_NK = nn.Dense(self.num_classes, kernel_init=self.kernel_init,
-                         bias_init=self.bias_init, name="head")(pooled_NC)
-    taps["logits"] = logits_NK
-    return (logits_NK, taps) if return_taps else logits_NK
+    act = Act(self.activation)
+    convs = tuple(
+        Stage(f"conv{i}", (Linear(f"conv{i}", functools.partial(
+            Conv2D, c, (k, k), strides=(s, s), padding=k // 2, lowering=self.conv_lowering,
+            kernel_init=self.kernel_init, bias_init=self.bias_init)), act))
+        for i, c in enumerate(self.channels, start=1))
+    head = functools.partial(nn.Dense, self.num_classes, kernel_init=self.kernel_init,
+                             bias_init=self.bias_init)
+    return (*convs, Stage("pool", (Mean(),)), Stage("logits", (Linear("head", head),)))

@@ -1,15 +1,17 @@
-"""Figures of a zoo: how its members learned, per task."""
-import matplotlib
+"""Figures of a zoo: how its members learned, per task (matplotlib Figure, no pyplot state).
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+Usage:
+  plot_zoo_accuracy(zoo.table, "runs/digits/accuracy.png")
+"""
+import pandas as pd
+from matplotlib.figure import Figure
 
 
 def plot_zoo_accuracy(table: pd.DataFrame, path: str, metric: str = "test_bacc") -> None:
   """Left: `metric` over saved epochs (mean and range); right: final value per task."""
   ok = table[table.status == "ok"]
-  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 2]})
+  fig = Figure(figsize=(11, 4))
+  ax0, ax1 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
   by_epoch = ok.groupby("epoch")[metric]
   ax0.plot(by_epoch.mean().index, by_epoch.mean(), "o-", label="mean")
   ax0.fill_between(by_epoch.min().index, by_epoch.min(), by_epoch.max(), alpha=0.3, label="range")
@@ -22,4 +24,3 @@ def plot_zoo_accuracy(table: pd.DataFrame, path: str, metric: str = "test_bacc")
   ax1.set(ylabel=f"final {metric}", title="per task")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)

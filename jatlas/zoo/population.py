@@ -32,7 +32,7 @@ class PopulationSpec:
   optimizer: np.ndarray     # int32 (M,) index into OPTIMIZERS
   init_scale: np.ndarray    # float32 (M,)
   epochs: np.ndarray        # int32 (M,) training length of each member
-  parent_row: np.ndarray    # int64 (M,) row of the parent zoo, -1 = trained from scratch
+  parent_index: np.ndarray  # int64 (M,) index into the parents (Parents.rows), -1 = none
 
   def __len__(self):
     return len(self.seed)
@@ -77,5 +77,5 @@ def population_spec(*, tasks: Sequence[str], members: int, seed: int = 0,
       lr=np.asarray(cols[1], np.float32), weight_decay=np.asarray(cols[2], np.float32),
       optimizer=np.asarray(cols[3], np.int32), init_scale=np.asarray(cols[4], np.float32),
       epochs=np.asarray(cols[5], np.int32),
-      parent_row=(np.arange(members) % num_parents if num_parents
+      parent_index=(np.arange(members) % num_parents if num_parents
                   else np.full(members, -1)).astype(np.int64))

@@ -1,10 +1,8 @@
-"""From a config to the pieces of a zoo run: dataset, tasks, net, population.
+"""From a config (`jatlas.zoo.schema`) to the pieces of a zoo run: dataset, tasks, net, population.
 
-Config fields (see configs/hypernet_digits.py):
-  data.name, data.kwargs            -> jatlas.data.load
-  tasks.kind, tasks.kwargs, tasks.label_noise, tasks.noise_seed
-  model.name, model.kwargs          -> jatlas.nets.build (num_classes from tasks)
-  zoo.members, zoo.seed, zoo.lr, zoo.weight_decay, zoo.optimizer, zoo.init_scale, zoo.epochs
+Usage:
+  ds = build_dataset(cfg); tasks = build_tasks(cfg, ds); net = build_model(cfg, tasks)
+  spec = build_population(cfg, tasks, num_parents=0)
 """
 from jatlas import data, nets
 from jatlas.zoo.population import PopulationSpec, population_spec
@@ -18,28 +16,23 @@ TASK_BUILDERS = {
 
 
 def build_dataset(cfg) -> data.Dataset:
-  return data.load(cfg.data.name, **dict(cfg.data.get("kwargs", {})))
+  return data.load(cfg.data.name, **dict(cfg.data.kwargs))
 
 
 def build_tasks(cfg, ds: data.Dataset) -> data.TaskSet:
-  kind = cfg.tasks.kind
-  if kind not in TASK_BUILDERS:
-    raise ValueError(f"config tasks.kind={kind!r}; expected one of {sorted(TASK_BUILDERS)}")
-  tasks = TASK_BUILDERS[kind](ds, **dict(cfg.tasks.get("kwargs", {})))
-  if cfg.tasks.get("label_noise"):
-    tasks = data.with_label_noise(tasks, tuple(cfg.tasks.label_noise),
-                                  seed=cfg.tasks.get("noise_seed", 0))
+  tasks = TASK_BUILDERS[cfg.tasks.kind](ds, **dict(cfg.tasks.kwargs))
+  if cfg.tasks.label_noise:
+    tasks = data.with_label_noise(tasks, tuple(cfg.tasks.label_noise), seed=cfg.tasks.noise_seed)
   return tasks
-
-
-def build_model(cfg, tasks: data.TaskSet):
-  return nets.build(cfg.model.name, num_classes=tasks.num_classes,
-                    **dict(cfg.model.get("kwargs", {})))
 
 
 def model_kwargs(cfg, tasks: data.TaskSet) -> dict:
   """What `nets.build` needs to rebuild the net (stored in the zoo manifest)."""
-  return {"num_classes": tasks.num_classes, **dict(cfg.model.get("kwargs", {}))}
+  return {"num_classes": tasks.num_classes, **dict(cfg.model.kwargs)}
+
+
+def build_model(cfg, tasks: data.TaskSet):
+  return nets.build(cfg.model.name, **model_kwargs(cfg, tasks))
 
 
 def build_population(cfg, tasks: data.TaskSet, num_parents: int = 0) -> PopulationSpec:

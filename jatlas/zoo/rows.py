@@ -1,4 +1,22 @@
-"""Rows of the members table and the per-evaluation population summary."""
+"""Rows of the members table and the per-evaluation population summary.
+
+Columns of members.parquet (one row per member and saved checkpoint):
+  id            row id "m00003@e0002" (member_id@e<epoch>)
+  member_id     "m00003"; member: the member's index (0..members-1)
+  seed          the member's seed
+  task          task name; task_index: its index in the manifest's `tasks`
+  lr, weight_decay, optimizer (name), init_scale   the member's hyper-parameters
+  epochs        the member's training length; batch_size; shared_order (one batch order for all)
+  epoch, step   epoch of this checkpoint and the global step at it
+  final         True on the member's last checkpoint (epoch == epochs)
+  shard, index  the shard file holding its tensors and its position on the shard's member axis
+  {train,val,test}_{loss,acc,bacc}   metrics at this checkpoint (bacc: balanced accuracy)
+  status        "ok" or "diverged" (rule: jatlas.zoo.step); diverged_step: -1 if never
+  model, dataset  net and dataset names
+  parent_id, parent_zoo   lineage: the parent checkpoint's row id and zoo directory ("" if none)
+  relation      relation to the parent (e.g. "finetune"; "" without a parent)
+  reinit        comma-joined modules re-initialised when fine-tuning ("" without a parent)
+"""
 import numpy as np
 
 from jatlas.zoo.population import OPTIMIZERS, PopulationSpec
@@ -20,7 +38,7 @@ def checkpoint_rows(spec: PopulationSpec, cfg, epoch: int, step: int, shard: str
   """One row per member whose training reaches `epoch` (its final weights included)."""
   rows = []
   for m in np.flatnonzero(spec.epochs >= epoch):
-    parent_id, parent_zoo = (parents.row_ids[spec.parent_row[m]], parents.dir) if parents \
+    parent_id, parent_zoo = (parents.row_ids[spec.parent_index[m]], parents.dir) if parents \
         else ("", "")
     rows.append({
         "id": row_id(m, epoch), "member_id": member_id(m), "member": int(m),
@@ -37,7 +55,8 @@ def checkpoint_rows(spec: PopulationSpec, cfg, epoch: int, step: int, shard: str
         "status": "ok" if alive[m] else "diverged", "diverged_step": int(diverged_step[m]),
         "model": cfg.model.name, "dataset": cfg.data.name,
         "parent_id": parent_id, "parent_zoo": parent_zoo,
-        "relation": cfg.zoo.get("relation", "finetune") if parents else "",
+        "relation": cfg.zoo.relation if parents else "",
+        "reinit": ",".join(cfg.zoo.reinit) if parents else "",
     })
   return rows
 

@@ -11,7 +11,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jatlas.member_loop import AXIS
+AXIS = "pop"  # the population's mesh axis (member_map takes any 1-D mesh's axis)
 
 
 def one_cpu_device_per_core() -> None:

@@ -25,7 +25,8 @@ def json_lines(stdout: str) -> list:
   for row in rows:
     assert KEYS <= set(row), row
     assert row["jatlas"] > 0 and row["baseline"] > 0, row
-    assert row["ratio"] == pytest.approx(row["jatlas"] / row["baseline"], abs=0.01), row
+    # jatlas and baseline are rounded to 0.1: a slow (loaded) baseline moves their quotient
+    assert row["ratio"] == pytest.approx(row["jatlas"] / row["baseline"], rel=0.05, abs=0.01), row
   return rows
 
 

@@ -3,21 +3,18 @@ import ml_collections
 import pytest
 
 from jatlas.zoo import train_zoo
+from jatlas.zoo.schema import default_config
 
 
 def tiny_zoo_config() -> ml_collections.ConfigDict:
   """2 MLP members on 8x8 digits, 1 epoch: a real zoo in a few seconds."""
-  c = ml_collections.ConfigDict()
+  c = default_config()
   c.name = "io-tiny"
-  c.data = {"name": "digits", "kwargs": {"size": 8}}
-  c.tasks = {"kind": "class_pairs", "kwargs": {"pairs": ((0, 1), (2, 3))},
-             "label_noise": (), "noise_seed": 0}
-  c.model = {"name": "mlp", "kwargs": {"hidden": (16,)}}
-  c.zoo = {"members": 2, "seed": 0, "lr": (1e-2,), "weight_decay": (0.0,),
-           "optimizer": ("adam",), "init_scale": (1.0,), "epochs": (1,), "batch_size": 32,
-           "save_epochs": (0, 1), "eval_every": 0, "checkpoint_every": 1,
-           "steps_per_call": 0, "shared_order": False, "parent": "", "parent_epoch": -1,
-           "relation": "finetune"}
+  c.data.kwargs = {"size": 8}
+  c.tasks.kind = "class_pairs"
+  c.tasks.kwargs = {"pairs": ((0, 1), (2, 3))}
+  c.model.kwargs = {"hidden": (16,)}
+  c.zoo.update({"members": 2, "lr": (1e-2,), "epochs": (1,), "save_epochs": (0, 1)})
   return c
 
 

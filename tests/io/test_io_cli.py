@@ -11,7 +11,6 @@ import torch_twins
 from jatlas import io
 from jatlas.cli import main
 from jatlas.io import hub
-from jatlas.zoo import Zoo
 
 
 def test_torch2jax(tmp_path, capsys):
@@ -48,6 +47,10 @@ def test_jax2torch_zoo_row(tiny_zoo, tmp_path):
   out = str(tmp_path / "member.safetensors")
   with pytest.raises(SystemExit, match="is a zoo: pass --row"):
     main(["convert", "jax2torch", tiny_zoo.dir, out])
+  with pytest.raises(IndexError, match=r"rows \[999\] out of range: .* 4 checkpoints "
+                                       r"\(table rows 0\.\.3\)"):
+    main(["convert", "jax2torch", tiny_zoo.dir, out, "--row", "999"])
+  assert not os.path.exists(out)
   main(["convert", "jax2torch", tiny_zoo.dir, out, "--row", "3"])
   expected = io.member_to_torch(tiny_zoo, 3)
   loaded = io.load_file(out)
@@ -62,8 +65,8 @@ def test_zoo_push(tiny_zoo, tmp_path, monkeypatch, capsys):
   main(["zoo", "push", tiny_zoo.dir, "acme/cli-zoo", "--message", "first zoo"])
   assert capsys.readouterr().out.startswith("local://acme/cli-zoo/commit/")
   assert api.calls[-1][2]["commit_message"] == "first zoo"
-  zoo = Zoo.from_hub("acme/cli-zoo", cache_dir=str(tmp_path / "hub"))
-  assert len(zoo) == len(tiny_zoo)
+  zoo = hub.open_zoo("acme/cli-zoo", cache_dir=str(tmp_path / "hub"))
+  assert zoo.num_checkpoints == tiny_zoo.num_checkpoints == 4
 
 
 def test_hub_card(capsys):

@@ -9,7 +9,7 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 
-from jatlas import io
+from jatlas import flat_names, io, tensor_files
 
 RNG = np.random.default_rng(0)
 
@@ -98,3 +98,34 @@ def test_failed_write_leaves_the_old_file(tmp_path):
                                "bad": np.array(["not", "numbers"], dtype=object)})
   np.testing.assert_array_equal(io.read_tensor(path, "w"), np.ones(3, np.float32))
   assert os.listdir(tmp_path) == ["w.safetensors"]  # no temp file left behind
+
+
+def test_tensor_files_header_and_slices_match_an_independent_reader(tmp_path):
+  path = str(tmp_path / "h.safetensors")
+  tensors = {"w": RNG.normal(size=(5, 3)).astype(np.float32), "i": np.arange(4, dtype=np.int64),
+             "h": RNG.normal(size=(2, 2)).astype(jnp.bfloat16)}
+  io.save_safetensors(path, tensors)
+  with tensor_files.open_tensors(path) as f:
+    assert f.header() == {k: tensor_files.TensorInfo(v.shape, np.dtype(v.dtype).name)
+                          for k, v in tensors.items()}
+    rows = f.read("w", 1, 4)
+  np.testing.assert_array_equal(rows, safetensors.numpy.load_file(path)["w"][1:4])
+  with pytest.raises(tensor_files.TensorFileError, match=r"has no tensor 'ww' .*close: w"):
+    with tensor_files.open_tensors(path) as f:
+      f.read("ww")
+  with pytest.raises(KeyError, match="the caller's error"):
+    with tensor_files.open_tensors(tmp_path / "nope", error=KeyError, what="the caller's error"):
+      pass
+
+
+def test_flat_names_round_trip_and_refuse_collisions():
+  w = np.zeros((2, 3))
+  nested = {"params": {"conv1": {"kernel": w, "bias": w[0]}}, "batch_stats": {"bn": {"mean": w}}}
+  flat = flat_names.flatten_variables(nested)
+  assert sorted(flat) == ["batch_stats/bn/mean", "params/conv1/bias", "params/conv1/kernel"]
+  assert flat["params/conv1/bias"] is nested["params"]["conv1"]["bias"]
+  assert flat_names.flatten_variables(flat) == flat  # already flat: unchanged
+  back = flat_names.unflatten_variables(flat)
+  assert back["params"]["conv1"]["kernel"] is w and back.keys() == nested.keys()
+  with pytest.raises(ValueError, match=r"share flat names: \['params/fc/kernel'\]"):
+    flat_names.flatten_variables({"params/fc": {"kernel": w}, "params": {"fc": {"kernel": w}}})

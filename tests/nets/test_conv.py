@@ -1,6 +1,7 @@
 """Conv2D lowerings (im2col, im2col_ad, xla) against a float64 NumPy convolution:
 forward, gradients (custom VJP), vmapped populations (members, shared weights,
-shared inputs), a sharded population, the flax.linen.Conv layout, and pooling."""
+shared inputs), a sharded population, the flax.linen.Conv layout, pooling, and
+the lowering registry (jatlas.nets.cpu registers the im2col lowerings)."""
 import chex
 import flax.linen as nn
 import jax
@@ -177,7 +178,25 @@ def test_bad_arguments_name_the_problem():
   x, w, b = case_arrays("c3_same")
   with pytest.raises(ValueError, match="lowering"):
     conv.conv2d(x, w, b, lowering="cudnn")
+  with pytest.raises(ValueError, match="did you mean 'im2col'"):
+    conv.conv2d(x, w, b, lowering="im2cl")
   with pytest.raises(ValueError, match="channels"):
     conv.conv2d(x[..., :2], w, b)
   with pytest.raises(ValueError, match="padding"):
     conv.conv2d(x, w, b, padding="FULL")
+
+
+def test_registered_lowering_receives_resolved_arguments(monkeypatch):
+  monkeypatch.setattr(conv, "_LOWERED", dict(conv._LOWERED))
+  seen = []
+
+  def lowering(x_NHWC, w_HWIO, b_O, strides, pads):
+    seen.append((b_O, strides, pads))
+    return conv.conv_xla(x_NHWC, w_HWIO, b_O, strides, pads)
+
+  conv.register_lowering("recorded", lowering)
+  x, w, _ = case_arrays("c3_same")
+  y = conv.Conv2D(4, (3, 3), strides=[1, 1], padding="SAME", use_bias=False,
+                  lowering="recorded").apply({"params": {"kernel": w}}, x)
+  assert seen == [(None, (1, 1), ((1, 1), (1, 1)))]
+  np.testing.assert_allclose(y, np_conv(x, w, None, (1, 1), "SAME"), **TOL)

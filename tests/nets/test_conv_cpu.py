@@ -1,6 +1,7 @@
-"""The compiled CPU convolution kernels (jatlas/nets/conv_cpu.cc) against XLA's own
+"""The compiled CPU convolution kernels (jatlas/nets/cpu/conv_cpu.cc) against XLA's own
 convolution and its VJP, on every code path (pixel pairs for one input channel,
-row tiles, pixel tiles of 1/2/4 channel blocks), and the fallback without a compiler."""
+row tiles, pixel tiles of 1/2/4 channel blocks), the member loop calling them, and
+the fallback without a compiler. The build cache and `prepare()`: tests/nets/cpu/."""
 import os
 import subprocess
 import sys
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jatlas.nets import conv_cpu
+from jatlas.nets import conv
+from jatlas.nets.cpu import kernels
 
-pytestmark = pytest.mark.skipif(not conv_cpu.available(), reason="no C++ compiler")
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")
 
 # (N, Hp, Wp, C) padded input, (KH, KW, C, O) kernel
 SHAPES = {
@@ -46,9 +48,9 @@ def test_kernels_match_xla_convolution_and_vjp(name):
   g = jnp.asarray(rng.normal(size=want.shape), jnp.float32)
   dx_want, dw_want, db_want = vjp(g)
   scale = lambda a: float(jnp.abs(a).max())
-  y = jax.jit(conv_cpu.forward)(xp, w, b)
-  dw, db = jax.jit(conv_cpu.weight_grad, static_argnums=2)(xp, g, w.shape)
-  dx = jax.jit(conv_cpu.input_grad, static_argnums=2)(g, w, xp.shape)
+  y = jax.jit(kernels.forward)(xp, w, b)
+  dw, db = jax.jit(kernels.weight_grad, static_argnums=2)(xp, g, w.shape)
+  dx = jax.jit(kernels.input_grad, static_argnums=2)(g, w, xp.shape)
   for got, ref in ((y, want), (dw, dw_want), (db, db_want), (dx, dx_want)):
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6 * scale(ref) + 1e-6)
@@ -59,25 +61,40 @@ def test_vmapped_call_runs_once_per_member():
   xp = jnp.asarray(rng.normal(size=(3, 2, 8, 8, 6)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(3, 3, 3, 6, 16)), jnp.float32)
   b = jnp.zeros((16,), jnp.float32)
-  got = jax.vmap(conv_cpu.forward, in_axes=(0, 0, None))(xp, w, b)
+  got = jax.vmap(kernels.forward, in_axes=(0, 0, None))(xp, w, b)
   np.testing.assert_allclose(got, jax.vmap(_reference, in_axes=(0, 0, None))(xp, w, b),
                              rtol=1e-5, atol=1e-4)
 
 
+def test_member_loop_calls_the_kernels():
+  """A LeNet-5 conv2 vmapped over members (the member loop: 3 members, one loop) runs
+  forward, kernel gradient and input gradient as the compiled kernels."""
+  x, w, b = (jnp.ones(s, jnp.float32) for s in ((3, 4, 14, 14, 6), (3, 5, 5, 6, 16), (3, 16)))
+
+  def member(x, w, b):
+    return jax.grad(lambda *a: jnp.sum(jnp.tanh(conv.conv2d(*a, lowering="im2col"))),
+                    (0, 1, 2))(x, w, b)
+
+  hlo = jax.jit(jax.vmap(member)).lower(x, w, b).compile().as_text()
+  for target in kernels.TARGETS:
+    assert f'custom_call_target="{target}"' in hlo, target
+
+
 def test_build_is_cached_per_source():
-  first = conv_cpu.build()
+  first = kernels.build()
   mtime = os.path.getmtime(first)
-  assert conv_cpu.build() == first and os.path.getmtime(first) == mtime
+  assert kernels.build() == first and os.path.getmtime(first) == mtime
 
 
 def test_without_a_compiler_conv_falls_back_to_xla(tmp_path):
   code = """
 import warnings
 import jax.numpy as jnp, numpy as np
-from jatlas.nets import conv, conv_cpu
+from jatlas.nets import conv
+from jatlas.nets.cpu import kernels
 with warnings.catch_warnings(record=True) as caught:
   warnings.simplefilter("always")
-  assert not conv_cpu.available()
+  assert not kernels.available()
 assert any("not built" in str(w.message) for w in caught), caught
 x = jnp.ones((2, 8, 8, 1)); w = jnp.ones((5, 5, 1, 3)) * 0.1
 y = conv.conv2d(x, w, padding=2)

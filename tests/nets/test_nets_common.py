@@ -36,6 +36,11 @@ def random_variables(net, x_NHWC, seed=0, members=None):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def with_lowering(net, lowering):
+  """`net` with its convolutions lowered as `lowering` (the MLP has none)."""
+  return net.clone(conv_lowering=lowering) if hasattr(net, "conv_lowering") else net
+
+
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
   net, x_shape = CASES[request.param]
@@ -76,6 +81,8 @@ def test_train_flag_matters_only_with_batch_norm(case):
 
 def test_im2col_and_xla_lowerings_agree(case):
   _, net, x_NHWC, variables = case
+  if not hasattr(net, "conv_lowering"):
+    pytest.skip("no convolutions")
   taps = {}
   for lowering in ("im2col", "xla"):
     _, taps[lowering] = net.clone(conv_lowering=lowering).apply(
@@ -86,7 +93,7 @@ def test_im2col_and_xla_lowerings_agree(case):
 @pytest.mark.parametrize("lowering", ["im2col", "xla"])
 def test_vmap_over_members_matches_separate_applies(case, lowering):
   _, net, x_NHWC, _ = case
-  net = net.clone(conv_lowering=lowering)
+  net = with_lowering(net, lowering)
   stacked = random_variables(net, x_NHWC, seed=2, members=MEMBERS)
   logits_MNK = jax.vmap(net.apply, in_axes=(0, None))(stacked, x_NHWC)
   for m in range(MEMBERS):

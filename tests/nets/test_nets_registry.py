@@ -5,12 +5,19 @@ from jatlas import nets
 
 
 @pytest.mark.parametrize("name, cls", [
-    ("mlp", nets.MLP), ("small_cnn", nets.SmallCNN), ("lenet5", nets.LeNet5),
-    ("resnet", nets.ResNet), ("cnn1d", nets.CNN1D)])
-def test_builds_each_net(name, cls):
+    ("small_cnn", nets.SmallCNN), ("lenet5", nets.LeNet5), ("resnet", nets.ResNet),
+    ("cnn1d", nets.CNN1D)])
+def test_builds_each_conv_net(name, cls):
   net = nets.build(name, num_classes=7, conv_lowering="xla")
   assert type(net) is cls
   assert (net.num_classes, net.conv_lowering) == (7, "xla")
+
+
+def test_builds_mlp_which_has_no_conv_lowering():
+  net = nets.build("mlp", num_classes=7, hidden=(5,))
+  assert type(net) is nets.MLP and (net.num_classes, net.hidden) == (7, (5,))
+  with pytest.raises(TypeError, match="conv_lowering"):
+    nets.build("mlp", conv_lowering="xla")
 
 
 def test_resnet_by_arch_or_stage_blocks():

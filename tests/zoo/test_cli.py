@@ -18,16 +18,18 @@ def test_train_with_overrides_then_info(tmp_path, capsys):
   printed = capsys.readouterr().out
   assert "mlp" in printed and "4 members" in printed
   zoo = Zoo.open(out)
-  assert len(zoo) == 4 and sorted(zoo.table.lr.unique()) == pytest.approx([0.01, 0.02])
+  assert zoo.num_members == zoo.num_checkpoints == 4 and sorted(zoo.table.lr.unique()) == pytest.approx([0.01, 0.02])
   cli.main(["zoo", "info", out])
   info = capsys.readouterr().out
   assert "4 members, 4 checkpoints" in info and "1 shards" in info
+  cli.main(["zoo", "verify", out])
+  assert capsys.readouterr().out == "ok: 1 shards verified\n"
 
 
 def test_config_typos_and_bad_values_are_rejected():
   with pytest.raises(AttributeError, match="Did you mean \"members\""):
     load_config([f"--config={CONFIG}", "--config.zoo.membrs=3"])
-  with pytest.raises(Exception, match="members"):
+  with pytest.raises(SystemExit, match="bad config override: .*members=many"):
     load_config([f"--config={CONFIG}", "--config.zoo.members=many"])
   with pytest.raises(SystemExit, match="missing --config"):
     load_config(["--config.zoo.members=3"])

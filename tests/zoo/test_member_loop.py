@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from jatlas import data, nets
-from jatlas.member_loop import member_map
-from jatlas.zoo import sharding
-from jatlas.zoo.engine import Engine
-from jatlas.zoo.step import MemberHparams, StepConfig, device_data
+from jatlas.nets.cpu.member_loop import member_map
+from jatlas.zoo import Engine, classification_metrics, classifier, labels_data, sharding
 
 M, STEPS = 16, 6
 
@@ -19,33 +17,25 @@ def setup():
   ds = data.load_digits(size=8)
   tasks = data.concat_tasks(data.class_pairs(ds, ((0, 1), (3, 8))), data.multiclass(ds))
   model = nets.SmallCNN(channels=(4, 4), num_classes=tasks.num_classes)
-  cfg = StepConfig(apply_fn=model.apply, optimizers=("adam", "sgd"), batch_size=8,
-                   steps_per_epoch=4, has_batch_stats=False, full_tasks=False)
-  keys = np.stack([np.asarray(jax.random.key_data(jax.random.key(s))) for s in range(M)])
-  hp = MemberHparams(
-      key=keys, task=(np.arange(M) % 3).astype(np.int32),
-      lr=np.geomspace(1e-3, 3e-2, M).astype(np.float32), weight_decay=np.zeros(M, np.float32),
-      optimizer=(np.arange(M) % 2).astype(np.int32), init_scale=np.ones(M, np.float32),
-      total_steps=np.where(np.arange(M) == 5, 3, 100).astype(np.int32))  # member 5 stops early
-  return ds, tasks, model, cfg, hp
+  hp = dict(seed=np.arange(M), task=np.arange(M) % 3, lr=np.geomspace(1e-3, 3e-2, M),
+            optimizer=np.where(np.arange(M) % 2, "sgd", "adam"),
+            total_steps=np.where(np.arange(M) == 5, 3, 100))  # member 5 stops early
+  return ds, tasks, model, hp
 
 
 def _train(setup, devices, member_loop, shared_order=False):
-  ds, tasks, model, cfg, hp = setup
-  mesh = sharding.population_mesh(devices)
-  eng = Engine(cfg, model, ds.x_train[:1], mesh, member_loop=member_loop,
-               shared_order=shared_order)
-  hp_sharded = sharding.put_members(hp, mesh)
-  keys = jax.random.key(1) if shared_order else jax.vmap(
-      lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), 1))(hp_sharded.key)
-  d = sharding.put_replicated(device_data(ds.x_train, tasks.labels["train"]), mesh)
-  states = eng.init(hp_sharded)
-  states, loss_a = eng.run(states, hp_sharded, keys, d, 0, STEPS // 2)  # two chunks: the
-  states, loss_b = eng.run(states, hp_sharded, keys, d, STEPS // 2, STEPS // 2)  # carry resumes
-  x_test = sharding.put_replicated(ds.x_test, mesh)
-  y_test = sharding.put_replicated(np.asarray(tasks.labels["test"]), mesh)
-  metrics = eng.evaluate(states, hp_sharded, x_test, y_test, tasks.num_classes)
-  params = {"params": states.params, "batch_stats": states.batch_stats, "eval": metrics}
+  ds, tasks, model, hp = setup
+  pop = classifier(model, ds.x_train[:1], optimizers=("adam", "sgd"))
+  eng = Engine(pop, batch_size=8, steps_per_epoch=4, mesh=sharding.population_mesh(devices),
+               member_loop=member_loop, shared_order=shared_order, order_seed=1)
+  members = eng.members(**hp)
+  d = eng.put(labels_data(ds.x_train, tasks.labels["train"]))
+  states = eng.init(members)
+  states, loss_a = eng.run(states, members, d, 0, STEPS // 2)  # two chunks: the
+  states, loss_b = eng.run(states, members, d, STEPS // 2, STEPS // 2)  # carry resumes
+  sums = eng.evaluate(states, members, eng.put(labels_data(ds.x_test, tasks.labels["test"])))
+  params = {"params": states.params, "state": states.state,
+            "eval": classification_metrics(sums)}
   return eng, np.concatenate([loss_a, loss_b]), jax.tree.map(np.asarray, params)
 
 
@@ -53,7 +43,7 @@ def _train(setup, devices, member_loop, shared_order=False):
 def test_member_loop_equals_vmapped_steps(setup, shared_order):
   _, loss_vmap, params_vmap = _train(setup, jax.devices()[:1], False, shared_order)
   eng, loss_loop, params_loop = _train(setup, jax.devices()[:1], True, shared_order)
-  assert eng.member_loop and loss_loop.shape == (STEPS, M)
+  assert eng.member_loop(params_loop["params"]) and loss_loop.shape == (STEPS, M)
   np.testing.assert_allclose(loss_loop, loss_vmap, rtol=1e-5, atol=1e-6)
   assert np.isnan(loss_loop[3:, 5]).all()  # frozen after its own 3 steps
   for a, b in zip(jax.tree.leaves(params_loop), jax.tree.leaves(params_vmap)):
@@ -61,14 +51,12 @@ def test_member_loop_equals_vmapped_steps(setup, shared_order):
 
 
 def test_member_loop_with_batchnorm_equals_vmapped_steps(setup):
-  ds, tasks, _, _, hp = setup
+  ds, tasks, _, hp = setup
   model = nets.ResNet(stage_blocks=(1, 1), widths=(4, 8), num_classes=tasks.num_classes)
-  cfg = StepConfig(apply_fn=model.apply, optimizers=("adam", "sgd"), batch_size=8,
-                   steps_per_epoch=4, has_batch_stats=True, full_tasks=False)
-  bn_setup = (ds, tasks, model, cfg, hp)
+  bn_setup = (ds, tasks, model, hp)
   _, loss_vmap, vars_vmap = _train(bn_setup, jax.devices()[:1], False)
   eng, loss_loop, vars_loop = _train(bn_setup, jax.devices()[:1], True)
-  assert eng.member_loop and jax.tree.leaves(vars_loop["batch_stats"])
+  assert jax.tree.leaves(vars_loop["state"]["batch_stats"])
   np.testing.assert_allclose(loss_loop, loss_vmap, rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree.leaves(vars_loop), jax.tree.leaves(vars_vmap)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -84,10 +72,11 @@ def test_member_loop_sharded_over_8_devices_equals_one(setup):
 
 
 def test_default_loops_conv_nets_and_vmaps_mlps(setup):
-  ds, _, model, cfg, _ = setup
+  ds, _, model, _ = setup
   mesh = sharding.population_mesh(jax.devices()[:1])
-  assert Engine(cfg, model, ds.x_train[:1], mesh).member_loop  # CPU + convolutions
-  assert not Engine(cfg, nets.MLP(hidden=(8,)), ds.x_train[:1], mesh).member_loop
+  for net, loops in ((model, True), (nets.MLP(hidden=(8,)), False)):  # CPU + convolutions
+    eng = Engine(classifier(net, ds.x_train[:1]), batch_size=8, steps_per_epoch=4, mesh=mesh)
+    assert eng.member_loop(eng.init(eng.members(seed=[0])).params) == loops
 
 
 @pytest.mark.parametrize("devices", [1, 4])

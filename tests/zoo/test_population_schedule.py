@@ -16,9 +16,9 @@ def test_grid_cycles_tasks_fastest_and_records_seeds():
   assert list(spec.seed) == [3_000_000 + i for i in range(9)]
   t = spec.table()
   assert list(t.columns[:3]) == ["member", "seed", "task"] and t.optimizer[5] == "sgd"
-  assert (spec.parent_row == -1).all()
+  assert (spec.parent_index == -1).all()
   spec_p = population_spec(tasks=("a",), members=5, num_parents=2)
-  assert list(spec_p.parent_row) == [0, 1, 0, 1, 0]
+  assert list(spec_p.parent_index) == [0, 1, 0, 1, 0]
 
 
 def test_population_errors():

@@ -38,10 +38,9 @@ def test_an_epoch_visits_the_task_examples_once():
   labels_N = np.full(50, -1)
   labels_N[[3, 7, 8, 20, 21, 22, 30, 41, 42, 49]] = 1
   examples_N = np.argsort(labels_N < 0, kind="stable")
-  cfg = StepConfig(apply_fn=None, optimizers=("adam",), batch_size=5, steps_per_epoch=2,
-                   has_batch_stats=False, full_tasks=False)
+  cfg = StepConfig(batch_size=5, steps_per_epoch=2)
   key = jax.random.key(0)
-  epoch0 = np.concatenate([batch_indices(cfg, key, examples_N, 10, s) for s in (0, 1)])
-  epoch1 = np.concatenate([batch_indices(cfg, key, examples_N, 10, s) for s in (2, 3)])
+  epoch0 = np.concatenate([batch_indices(cfg, key, examples_N, 10, s, False) for s in (0, 1)])
+  epoch1 = np.concatenate([batch_indices(cfg, key, examples_N, 10, s, False) for s in (2, 3)])
   assert sorted(epoch0) == sorted(epoch1) == [3, 7, 8, 20, 21, 22, 30, 41, 42, 49]
   assert list(epoch0) != list(epoch1)

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from jatlas.zoo import Interrupted, Zoo, train_zoo
+from jatlas.zoo import Zoo, train_zoo
+from jatlas.zoo.checkpoint import TrainCheckpoints
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,8 @@ def test_table_has_one_row_per_member_and_checkpoint(zoo):
   for m, e in epochs.items():
     want = (0, 1) if t[t.member == m].epochs.iloc[0] == 1 else (0, 1, 2)
     assert e == want, (m, e)
-  assert len(zoo) == len(t) == sum(len(v) for v in epochs.values())
+  assert zoo.num_checkpoints == len(t) == sum(len(v) for v in epochs.values())
+  assert zoo.num_members == t.member.nunique() == 24
   assert t["id"].is_unique
   assert set(t.task) == {"pair:0-1", "pair:2-3", "pair:4-5"}
   assert set(t.optimizer) == {"adam", "sgd"}
@@ -52,7 +54,7 @@ def test_members_learn_and_metrics_match_a_fresh_forward_pass(zoo):
 
 def test_stacked_params_and_flat_agree(zoo):
   w = zoo.stacked("params/fc1/kernel")
-  assert w.shape == (len(zoo), 64, 16)
+  assert w.shape == (zoo.num_checkpoints, 64, 16)
   rows = [3, 0, 7]
   np.testing.assert_array_equal(zoo.stacked("params/fc1/kernel", rows), w[rows])
   p = zoo.params(7)
@@ -94,16 +96,36 @@ def test_diverging_member_is_masked_and_others_go_on(tmp_path, tiny_config):
     chex.assert_trees_all_close(z.params(m), ref.params(m), atol=0, rtol=0)
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path, tiny_config):
+class Killed(Exception):
+  """Stands in for a kill right after a training-state checkpoint."""
+
+
+def interrupt_after_checkpoints(monkeypatch, n: int):
+  """Makes the n-th TrainCheckpoints.save raise Killed once it has saved."""
+  save, calls = TrainCheckpoints.save, []
+
+  def save_then_die(self, *args, **kw):
+    save(self, *args, **kw)
+    calls.append(1)
+    if len(calls) == n:
+      self.close()
+      raise Killed
+
+  monkeypatch.setattr(TrainCheckpoints, "save", save_then_die)
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, tiny_config, monkeypatch):
   cfg = tiny_config(epochs=(3,), save_epochs=(0, 1, 3), steps_per_call=9)
   ref = train_zoo(cfg, str(tmp_path / "ref"), progress=False)
   out = str(tmp_path / "resumed")
-  with pytest.raises(Interrupted):
-    train_zoo(cfg, out, progress=False, interrupt_after_chunks=3)  # mid epoch 2 (17 steps)
+  with monkeypatch.context() as m:
+    interrupt_after_checkpoints(m, 2)  # at the end of epoch 2 (17 steps each)
+    with pytest.raises(Killed):
+      train_zoo(cfg, out, progress=False)
   assert not os.path.exists(os.path.join(out, "members.parquet"))
   assert os.path.isdir(os.path.join(out, "train_state"))
   z = train_zoo(cfg, out, progress=False)
-  assert len(z) == len(ref)
+  assert z.num_checkpoints == ref.num_checkpoints
   np.testing.assert_array_equal(z.flat(), ref.flat())
   cols = ["id", "epoch", "step", "test_acc", "val_loss"]
   assert z.table[cols].equals(ref.table[cols])
@@ -115,7 +137,7 @@ def test_sharded_over_8_devices_equals_one_device(tmp_path, tiny_config):
   one = train_zoo(cfg, str(tmp_path / "one"), progress=False, devices=jax.devices()[:1])
   eight = train_zoo(cfg, str(tmp_path / "eight"), progress=False)
   assert eight.manifest["devices"] == 8 and one.manifest["devices"] == 1
-  assert len(eight) == len(one) == 5
+  assert eight.num_checkpoints == one.num_checkpoints == 5
   np.testing.assert_allclose(eight.flat(), one.flat(), rtol=1e-6, atol=1e-6)
 
 
@@ -125,6 +147,7 @@ def test_finetune_population_records_lineage(zoo, tmp_path, tiny_config):
   t = child.table
   parent_rows = np.flatnonzero(zoo.table.final)
   assert (t.relation == "finetune").all() and (t.parent_zoo == zoo.dir).all()
+  assert (t.reinit == "").all()
   for child_row in np.flatnonzero(t.epoch == 0):
     parent_row = parent_rows[t.member[child_row] % len(parent_rows)]
     assert t.parent_id[child_row] == zoo.table.id[parent_row]

@@ -1,51 +1,37 @@
-"""A vmapped population of N equals N separate single-model runs."""
-import functools
-
+"""A vmapped population of N equals N separate single-member runs (the engine's public
+per-member functions), with per-member tasks, optimizers, lrs and training lengths."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jatlas import data, nets
-from jatlas.zoo import sharding
-from jatlas.zoo.engine import Engine
-from jatlas.zoo.step import (MemberHparams, StepConfig, device_data, member_batch, member_key,
-                             member_step)
+from jatlas.zoo import Engine, classifier, labels_data, sharding
 
 
 def test_population_equals_separate_runs():
   ds = data.load_digits(size=8)
   tasks = data.concat_tasks(data.class_pairs(ds, ((0, 1), (3, 8))), data.multiclass(ds))
   model = nets.MLP(hidden=(16,), num_classes=tasks.num_classes)
-  kinds = ("adam", "sgd", "rmsprop")
-  m, steps, batch = 5, 30, 16
-  cfg = StepConfig(apply_fn=model.apply, optimizers=kinds, batch_size=batch,
-                   steps_per_epoch=12, has_batch_stats=False, full_tasks=False)
-  keys = np.stack([np.asarray(jax.random.key_data(jax.random.key(s))) for s in range(m)])
-  hp = MemberHparams(
-      key=keys, task=np.array([0, 1, 2, 0, 2], np.int32),
-      lr=np.array([1e-2, 3e-3, 1e-2, 5e-2, 1e-3], np.float32),
-      weight_decay=np.array([0, 1e-4, 0, 1e-3, 0], np.float32),
-      optimizer=np.array([0, 1, 2, 1, 0], np.int32),
-      init_scale=np.array([1, 0.5, 1, 2, 1], np.float32),
-      total_steps=np.array([30, 30, 20, 30, 7], np.int32))  # two stop early
-  mesh = sharding.population_mesh(jax.devices()[:1])
-  eng = Engine(cfg, model, ds.x_train[:1], mesh)
-  d = device_data(ds.x_train, tasks.labels["train"])
-  order_keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), 1))(keys)
-  states, loss_SM = eng.run(eng.init(hp), hp, order_keys, d, 0, steps)
+  m, steps = 5, 30
+  pop = classifier(model, ds.x_train[:1], optimizers=("adam", "sgd", "rmsprop"))
+  eng = Engine(pop, batch_size=16, steps_per_epoch=12,
+               mesh=sharding.population_mesh(jax.devices()[:1]))
+  members = eng.members(
+      seed=np.arange(m), task=[0, 1, 2, 0, 2], lr=[1e-2, 3e-3, 1e-2, 5e-2, 1e-3],
+      weight_decay=[0, 1e-4, 0, 1e-3, 0], optimizer=["adam", "sgd", "rmsprop", "sgd", "adam"],
+      init_scale=[1, 0.5, 1, 2, 1], total_steps=[30, 30, 20, 30, 7])  # two stop early
+  d = eng.put(labels_data(ds.x_train, tasks.labels["train"]))
+  states, loss_SM = eng.run(eng.init(members), members, d, 0, steps)
+  assert not eng.member_loop(states.params)  # an MLP: one vmapped step
 
-  step_one = jax.jit(functools.partial(member_step, cfg))
+  train_one = jax.jit(eng.train_member, static_argnums=(4,))
   for i in range(m):
-    hp_i = jax.tree.map(lambda a: a[i], hp)
-    state = eng._init_member(hp_i)  # the same init, un-vmapped
-    losses = []
-    for s in range(steps):
-      idx_B = member_batch(cfg, hp_i, member_key(hp_i, 1), d, jnp.int32(s))
-      state, loss = step_one(state, hp_i, idx_B, d, jnp.int32(s))
-      losses.append(loss)
-    np.testing.assert_allclose(np.asarray(loss_SM)[:, i], np.asarray(losses), rtol=1e-5, atol=1e-6)
+    member = jax.tree.map(lambda a: a[i], members)
+    state, loss_S = train_one(eng.init_member(member), member, d, jnp.int32(0), steps)
+    np.testing.assert_allclose(np.asarray(loss_SM)[:, i], loss_S, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], states.params)),
                     jax.tree.leaves(state.params)):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # members past their own training length are frozen and report NaN loss
-  assert np.isnan(np.asarray(loss_SM)[7:, 4]).all() and np.isfinite(np.asarray(loss_SM)[:7, 4]).all()
+  loss_SM = np.asarray(loss_SM)
+  assert np.isnan(loss_SM[7:, 4]).all() and np.isfinite(loss_SM[:7, 4]).all()

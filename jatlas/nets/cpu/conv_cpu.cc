@@ -1,6 +1,6 @@
 // Direct 2-D convolution of one member on CPU (NHWC, HWIO, stride 1, valid on an
 // input the caller has padded), its kernel/bias gradient and its input gradient,
-// called from JAX through the XLA FFI (jatlas/nets/conv_cpu.py builds this file).
+// called from JAX through the XLA FFI (jatlas/nets/cpu/kernels.py builds this file).
 //
 // Why: XLA:CPU runs LeNet-sized convolutions (1, 6 and 16 channels) as im2col
 // patch copies plus small matmuls. These loops keep the patches implicit and

@@ -3,7 +3,9 @@
 On CPU, running a population's members one after another keeps each member's
 working set (patch buffers, activations, optimizer state) in cache, where a
 vmap over all members streams it through DRAM. Used by the CPU convolution's
-vmap rules (`jatlas.nets.conv`) and by `jatlas.zoo.engine` for conv-net zoos.
+vmap rules (`jatlas.nets.cpu.im2col`) and by `jatlas.zoo.engine` for conv-net zoos.
+The mesh axis is the caller's (`jatlas.zoo.sharding.AXIS`): `member_map` shards
+over the mesh's only axis, whatever its name.
 
 Usage:
   out = member_map(f, *args)  # == jax.vmap(f)(*args); args: pytrees, leading axis m
@@ -13,8 +15,6 @@ import math
 import jax
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
-
-AXIS = "pop"  # the population's mesh axis (also jatlas.zoo.sharding's)
 
 
 def loop_devices(m: int, devices: int | None = None) -> int:
