@@ -15,7 +15,7 @@ from jax import lax
 from jatlas.nets import conv
 from jatlas.nets.cpu import kernels
 
-pytestmark = pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")
+pytestmark = pytest.mark.skipif(not kernels.load(), reason="no C++ compiler")
 
 # (N, Hp, Wp, C) padded input, (KH, KW, C, O) kernel
 SHAPES = {
@@ -66,9 +66,22 @@ def test_vmapped_call_runs_once_per_member():
                              rtol=1e-5, atol=1e-4)
 
 
-def test_member_loop_calls_the_kernels():
+def test_kernels_are_used_exactly_on_avx512_cpus(monkeypatch):
+  with open("/proc/cpuinfo") as f:
+    avx512 = "avx512f" in f.read().split()
+  assert kernels.wide_vectors() == avx512
+  monkeypatch.setenv("JATLAS_CONV_CPU", "1")
+  assert kernels.available() == avx512
+  monkeypatch.setenv("JATLAS_CONV_CPU", "force")
+  assert kernels.available()
+  monkeypatch.setenv("JATLAS_CONV_CPU", "0")
+  assert not kernels.available()
+
+
+def test_member_loop_calls_the_kernels(monkeypatch):
   """A LeNet-5 conv2 vmapped over members (the member loop: 3 members, one loop) runs
   forward, kernel gradient and input gradient as the compiled kernels."""
+  monkeypatch.setenv("JATLAS_CONV_CPU", "force")  # also on CPUs without AVX-512
   x, w, b = (jnp.ones(s, jnp.float32) for s in ((3, 4, 14, 14, 6), (3, 5, 5, 6, 16), (3, 16)))
 
   def member(x, w, b):

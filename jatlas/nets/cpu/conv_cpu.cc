@@ -456,6 +456,17 @@ ffi::Error InputGrad(ffi::Buffer<ffi::F32> gy, ffi::Buffer<ffi::F32> w,
 
 }  // namespace
 
+// The kernels keep tiles of 16-float vectors in registers: built without AVX-512 the
+// compiler splits every vector in two and spills, and they run slower than XLA's own
+// im2col lowering, so jatlas uses them only where this returns 1.
+extern "C" int JatlasConvWideVectors() {
+#ifdef __AVX512F__
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JatlasConvForward, Forward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()

@@ -4,12 +4,14 @@ The C++ source is compiled with the machine's C++ compiler ($CXX, else g++) for
 the machine itself (-march=native) and cached under $JATLAS_CACHE (default
 ~/.cache/jatlas), keyed by the source, flags, jaxlib version, compiler and CPU
 (`cpu_identity`: a home directory shared by machines with different CPUs must not
-load a library built for another one's instruction set). `available()` builds,
-loads and registers the kernels once per process; call it (or
-`jatlas.nets.conv.prepare()`) before tracing, else the first trace of a CPU
-convolution runs the compiler. Without a compiler `available()` is False (with one
-warning) and `jatlas.nets.cpu.im2col` keeps its pure-XLA lowering. Stride 1 only;
-the caller pads.
+load a library built for another one's instruction set). `load()` builds, loads
+and registers the kernels once per process; `available()` says whether the im2col
+lowering uses them: only on CPUs with AVX-512, the vector width they are tiled for
+(without it they run slower than the XLA lowering; JATLAS_CONV_CPU=force uses them
+anyway, =0 never). Call `available()` (or `jatlas.nets.conv.prepare()`) before
+tracing, else the first trace of a CPU convolution runs the compiler. Without a
+compiler `load()` is False (with one warning) and `jatlas.nets.cpu.im2col` keeps
+its pure-XLA lowering. Stride 1 only; the caller pads.
 
 Usage:
   if kernels.available():
@@ -107,21 +109,35 @@ def build(cxx: str | None = None) -> pathlib.Path:
 
 
 @functools.cache
-def available() -> bool:
-  """True once the kernels are built and registered with XLA (CPU backend only).
-  The first call may run the compiler (seconds); later calls are free."""
-  if os.environ.get("JATLAS_CONV_CPU", "1") == "0":
-    return False
+def load() -> bool:
+  """Builds (first call: the compiler runs, seconds), loads and registers the kernels
+  with XLA; True if they can run. Without a compiler: False, with one warning."""
   try:
     lib = ctypes.cdll.LoadLibrary(str(build()))
-  except (OSError, subprocess.CalledProcessError) as e:
+    symbols = {name: getattr(lib, symbol) for name, symbol in TARGETS.items()}
+  except (OSError, AttributeError, subprocess.CalledProcessError) as e:
     detail = getattr(e, "stderr", "") or e
     warnings.warn(f"jatlas: CPU convolution kernels not built ({detail}); "
                   "using the slower XLA im2col lowering", RuntimeWarning, stacklevel=2)
     return False
-  for name, symbol in TARGETS.items():
-    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+  for name, fn in symbols.items():
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(fn), platform="cpu")
   return True
+
+
+@functools.cache
+def wide_vectors() -> bool:
+  """Whether the library was built with AVX-512, the registers the kernels are tiled for."""
+  return bool(load() and ctypes.cdll.LoadLibrary(str(build())).JatlasConvWideVectors())
+
+
+def available() -> bool:
+  """Whether the im2col lowering calls the kernels: built, and on an AVX-512 CPU (elsewhere
+  XLA's lowering is faster). JATLAS_CONV_CPU=0 never uses them, =force always (if built)."""
+  mode = os.environ.get("JATLAS_CONV_CPU", "1")
+  if mode == "0":
+    return False
+  return load() and (mode == "force" or wide_vectors())
 
 
 def _f32(shape):
