@@ -6,8 +6,9 @@ Commands:
   jatlas zoo train --config configs/hypernet_digits.py --out runs/hypernet_digits
   python experiments/hypernet_digits.py --config configs/hypernet_digits.py --out runs/hypernet_digits
   python experiments/hypernet_digits.py --config configs/hypernet_digits.py:smoke --out runs/smoke
-Expected (default, 2-core CPU, about 45 s): mean test balanced accuracy 0.925 over 100 models;
-task identified from weights 26.7% with StatNN features (chance 10%; 30 test models). Smoke: about a minute.
+Expected (default, 2-core AMD EPYC CPU, about 2.5 min): mean test balanced accuracy 0.925 over
+100 models; task identified from weights 40.0% with StatNN features (chance 10%; 30 test
+models, one model = 3.3 points).
 """
 import ml_collections
 

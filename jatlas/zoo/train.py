@@ -37,7 +37,7 @@ from jatlas.zoo.parents import Parents, load_parents
 from jatlas.zoo.population import OPTIMIZERS, PopulationSpec
 from jatlas.zoo.rows import checkpoint_rows, eval_summary
 from jatlas.zoo.schedule import Schedule
-from jatlas.zoo.step import Member, TrainData, labels_data
+from jatlas.zoo.step import Member, labels_data
 
 RUN_RECORD = "run.json"  # config + data fingerprint of an unfinished run
 METRICS = "metrics.jsonl"

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jatlas.zoo import Zoo, train_zoo
+from jatlas.zoo import train_zoo
 from jatlas.zoo.checkpoint import TrainCheckpoints
 
 
