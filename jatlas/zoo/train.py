@@ -63,6 +63,7 @@ class Run:
   parents: Parents | None
   splits: dict          # split -> TrainData on device (train: the training data)
   record: dict          # what a resume must match: config and data fingerprint
+  variables: dict       # {flat name: ShapeDtypeStruct} of one member's variables
 
   @property
   def m(self) -> int:
@@ -108,10 +109,6 @@ def _fingerprint(ds: data.Dataset, tasks: data.TaskSet) -> str:
   return h.hexdigest()
 
 
-def _flat_shapes(tree) -> dict:
-  return {k: tuple(v.shape) for k, v in flatten_variables(tree).items()}
-
-
 def plan(cfg, out_dir: str, devices=None) -> Run:
   """Checks the config and builds data, tasks, net, population and engine; writes nothing."""
   schema.validate(cfg)
@@ -121,9 +118,9 @@ def plan(cfg, out_dir: str, devices=None) -> Run:
   model = recipe.build_model(cfg, tasks)
   kinds = tuple(o for o in OPTIMIZERS if o in set(z.optimizer))
   pop = classifier(model, ds.x_train[:1], optimizers=kinds)
-  child = jax.eval_shape(model.init, jax.random.key(0), ds.x_train[:1])
+  variables = flatten_variables(jax.eval_shape(model.init, jax.random.key(0), ds.x_train[:1]))
   parents = load_parents(z.parent, z.parent_epoch, reinit=tuple(z.reinit),
-                         child_shapes=_flat_shapes(child))
+                         child_shapes={k: tuple(v.shape) for k, v in variables.items()})
   spec = recipe.build_population(cfg, tasks, num_parents=len(parents.rows) if parents else 0)
   in_task_TN = tasks.labels["train"] >= 0
   sched = Schedule.build(steps_per_epoch=-(-int(in_task_TN.sum(1).max()) // z.batch_size),
@@ -142,7 +139,8 @@ def plan(cfg, out_dir: str, devices=None) -> Run:
   record = {"config": json.loads(json.dumps(cfg.to_dict(), default=str)),
             "data_sha256": _fingerprint(ds, tasks)}
   return Run(cfg=cfg, out_dir=out_dir, ds=ds, tasks=tasks, spec=spec, sched=sched, eng=eng,
-             members=members, parents=parents, splits=splits, record=record)
+             members=members, parents=parents, splits=splits, record=record,
+             variables=variables)
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -268,8 +266,6 @@ def _no_lock(out_dir: str):
 
 def _manifest(run: Run) -> dict:
   cfg = run.cfg
-  shapes = jax.eval_shape(lambda s: {"params": s.params, **s.state},
-                          jax.eval_shape(run.eng.init, run.members))
   return {
       "format": store.FORMAT, "version": store.VERSION, "name": cfg.name,
       "model": {"name": cfg.model.name, "kwargs": recipe.model_kwargs(cfg, run.tasks)},
@@ -279,8 +275,8 @@ def _manifest(run: Run) -> dict:
       "tasks": list(run.tasks.names), "num_classes": run.tasks.num_classes,
       "members": run.m, "steps_per_epoch": run.sched.steps_per_epoch,
       "devices": run.eng.mesh.devices.size, "processes": jax.process_count(),
-      "tensors": {k: {"shape": list(v.shape[1:]), "dtype": str(v.dtype)}
-                  for k, v in flatten_variables(shapes).items()},
+      "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype)}
+                  for k, v in run.variables.items()},
   }
 
 
