@@ -19,3 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+# fits of the same shapes in different tests compile once (jatlas.compile_cache)
+from jatlas.compile_cache import use_compile_cache  # noqa: E402
+
+_CACHE = tempfile.mkdtemp(prefix="jatlas-jax-cache-")
+atexit.register(shutil.rmtree, _CACHE, True)
+use_compile_cache(_CACHE)

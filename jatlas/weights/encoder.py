@@ -18,7 +18,7 @@ Usage:
 import difflib
 import json
 import os
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,7 @@ class Encoder:
   name: ClassVar[str] = "encoder"
   defaults: ClassVar[dict] = {}
   fit_defaults: ClassVar[dict] = {}   # FitSettings overrides for this encoder
+  task_fit_defaults: ClassVar[dict] = {}  # task -> overrides of those, unless given
 
   def __init__(self, **kw):
     known = {**self.defaults, **{k: getattr(FitSettings(), k) for k in FIT_KEYS},
@@ -67,6 +68,7 @@ class Encoder:
       raise TypeError(f"{self.name} encoder: unknown argument(s) {', '.join(hints)}; "
                       f"known: {sorted(known)}")
     self.config = {**known, **self.fit_defaults, **kw}
+    self.given_ = set(kw)
     self.prep_: dict[str, np.ndarray] = {}
 
   # ------------------------------------------------------------ subclass hooks
@@ -105,6 +107,16 @@ class Encoder:
       raise ValueError(f"multilabel y needs shape [R, K] of 0/1, got {y.shape}")
     return y
 
+  def _scaled(self, y_R, fitting: bool):
+    """Regression targets standardised with the training models' mean and std: one
+    learning rate then suits any target scale (raw test accuracies made SGD diverge)."""
+    if self.task_ != "regression":
+      return y_R
+    if fitting:
+      self.prep_["y_mean"] = np.asarray(y_R.mean(), np.float32)
+      self.prep_["y_std"] = np.asarray(y_R.std() + 1e-8, np.float32)
+    return (y_R - self.prep_["y_mean"]) / self.prep_["y_std"]
+
   def n_out(self, y) -> int:
     if self.task_ == "multiclass":
       return len(self.classes_)
@@ -124,9 +136,13 @@ class Encoder:
       val, tensors, y = self._split_val(tensors, np.asarray(y))
     y_R = self._targets(y, fitting=True)
     y_V = self._targets(val[1], fitting=False)
+    y_R, y_V = self._scaled(y_R, True), self._scaled(y_V, False)
     x_R = self.features(tensors, fitting=True)
     x_V = self.features(as_tensors(val[0]), fitting=False)
     self.n_out_ = self.n_out(y_R)
+    task_kw = {k: v for k, v in self.task_fit_defaults.get(task, {}).items()
+               if k not in self.given_}
+    self.config.update(task_kw)
     settings = FitSettings(**{k: self.config[k] for k in FIT_KEYS})
     result = fit_module(self.build(self.n_out_), x_R, y_R, task=task, val=(x_V, y_V),
                         settings=settings, extra_M=extra_M, apply=self.apply_member)
@@ -160,7 +176,9 @@ class Encoder:
     outs = [np.asarray(fn(self.params_, jax.tree.map(lambda a: a[i:i + PREDICT_CHUNK], x_R)))
             for i in range(0, r, PREDICT_CHUNK)]
     out = np.concatenate(outs, axis=1).mean(0)  # members, then models
-    return out[:, 0] if self.task_ == "regression" else out
+    if self.task_ == "regression":
+      return out[:, 0] * self.prep_["y_std"] + self.prep_["y_mean"]
+    return out
 
   def _predict_fn(self):
     """One jitted apply per fitted encoder (rebuilt when the module changes)."""

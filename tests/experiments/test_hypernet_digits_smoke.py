@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+EXPECTED_ENCODERS = ("statnn", "dense", "mlp_flat", "probex", "canonical", "equivariant")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -17,11 +18,22 @@ def test_smoke_run_writes_results(tmp_path):
   results = json.load(open(os.path.join(out, "results.json")))
   assert results["members"] == 30 and results["checkpoints"] == 60
   assert results["diverged"] == 0
-  assert results["task_id_chance"] == 0.1 and results["task_id_n_test"] == 10
-  assert 0.0 <= results["task_id_acc_statnn"] <= 1.0
+  assert results["task_id_chance"] == 0.1 and results["task_id_split"]["test"] == 10
+  assert set(results["task_id"]) == set(EXPECTED_ENCODERS)
+  assert all(0.0 <= v <= 1.0 for v in results["task_id"].values())
+  # references reported apart from the learned encoders, never inside "task_id"
+  assert 0.0 <= results["task_id_linearised"] <= 1.0
+  assert 0.0 <= results["task_id_input_probing"] <= 1.0
+  assert [r["models_per_task"] for r in results["learning_curve"]] == [1]
+  assert set(results["accuracy_prediction"]["statnn"]) == {"kendall_tau", "r2"}
+  assert results["accuracy_prediction"]["epochs"] == [0, 1]
+  h = results["hypernet"]
+  assert h["held_out"] == ["7"] and len(h["per_task"]) == 10
+  assert 0.0 <= h["generated_mean_trained_tasks"] <= 1.0 and 0.0 <= h["random_init_mean"] <= 1.0
   assert results["test_acc_mean"] > 0.85  # after one epoch, mostly the 90% negatives
   assert set(results["test_bacc_per_task"]) == {f"one_vs_rest:{k}" for k in range(10)}
-  for f in ("accuracy.png", "task_id_confusion.png", "task_id.csv", "zoo/members.parquet"):
+  for f in ("accuracy.png", "templates.png", "learning_curve.png", "task_id.csv",
+            "learning_curve.csv", "accuracy_prediction.csv", "zoo/members.parquet"):
     assert os.path.getsize(os.path.join(out, f)) > 0, f
   assert "task identified from weights" in proc.stdout
   # a second run reuses the finished zoo instead of training again
