@@ -13,8 +13,8 @@ import ml_collections
 
 from jatlas.zoo.schema import default_config
 
-SMALL_PROBEX = {"n_probes": 32, "proj_dim": 32, "rep_dim": 64, "epochs": 60, "eval_every": 10,
-                "patience": 3}
+SMALL_PROBEX = {"n_probes": 32, "proj_dim": 32, "rep_dim": 64, "epochs": 40, "eval_every": 10,
+                "patience": 2}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # learned weights-only encoders of the task-ID table ("probex": a layer sweep)
       "task_id_encoders": ("statnn", "dense", "mlp_flat", "probex", "canonical", "equivariant"),
       "curve_sizes": (3, 10, 20, 50, 65),   # models per task (65: the whole train pool)
-      "curve_encoders": ("statnn", "equivariant"),
+      "curve_encoders": ("statnn",),        # + the linearised reference, always
       "accuracy_encoders": ("statnn",),
       "encoders": {
           "statnn": {"epochs": 300, "eval_every": 10, "patience": 10},
@@ -42,8 +42,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           "probex": SMALL_PROBEX,
           "canonical": {"base": "dense", "base_kw": {"layer": "params/conv1/kernel"},
                         "epochs": 300, "eval_every": 10, "patience": 10},
-          "equivariant": {"hidden": 32, "edge_hidden": 16, "depth": 1, "epochs": 60,
-                          "eval_every": 5, "patience": 4},
+          "equivariant": {"hidden": 32, "edge_hidden": 16, "depth": 1, "epochs": 40,
+                          "eval_every": 5, "patience": 3},
           "input_probing": {"n_probes": 8, "hidden": (64,), "lr": 3e-3, "epochs": 30,
                             "eval_every": 5, "patience": 3},
       },

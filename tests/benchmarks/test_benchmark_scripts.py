@@ -60,3 +60,9 @@ def test_wall_shares_split_overlapping_thunks():
   share = wall_shares(events)  # 0-5 a alone, 5-10 both, 10-15 b alone
   assert share == {"a": 7.5, "b": 7.5}
   assert sum(share.values()) == 15
+
+
+def test_probex_train_quick():
+  rows = json_lines(run("probex_train.py", "--quick"))
+  assert [r["name"] for r in rows] == ["probex_epoch", "layer_sweep"]
+  assert all(r["jatlas"] > 0 and r["baseline"] > 0 and r["ratio"] > 0 for r in rows)
