@@ -7,7 +7,9 @@ Commands:
   jatlas zoo train --config configs/hypernet_digits.py --out runs/hypernet_digits
   python experiments/hypernet_digits.py --config configs/hypernet_digits.py --out runs/hypernet_digits
   python experiments/hypernet_digits.py --config configs/hypernet_digits.py:smoke --out runs/smoke
-Expected (default, 2-core CPU): see the README's main-job table (results.json "task_id").
+Expected (default, 2-core Xeon, shared): task ID 87.7% equivariant, 60.0% StatNN, dense / mlp_flat /
+ProbeX / canonical+dense at chance; linearised and input-probing references 100%; hypernet
+detectors 0.935 balanced accuracy vs 0.924 for the zoo (README main-job table).
 """
 import ml_collections
 
