@@ -146,7 +146,7 @@ class _UnitStats:
 
   def total(self, roles, power: int) -> np.ndarray:
     """[R, U]: sum over the group's axes with `roles` of entries ** power."""
-    total_RU = 0.0
+    total_RU = np.zeros(self.factor[self.group].shape)
     for t, entries in self.layout.items():
       for k, (g, ax) in enumerate(entries):
         if g == self.group and ax.role in roles:
@@ -163,14 +163,13 @@ class _UnitStats:
 
 def _order(stats: _UnitStats, size: int, scaled: bool) -> np.ndarray:
   """perm [R, U]: new unit u is old unit perm[:, u] (module docstring, step 3)."""
-  read_RU = np.broadcast_to(stats.total(("in",), 2), stats.factor[stats.group].shape)
+  read_RU = stats.total(("in",), 2)
   if scaled:
     # incoming norms are all 1 now; the "out" entries' sum is scale-free and, unlike
     # "perm" and "in" entries, never reads a later group (residual streams)
     made_RU = stats.total(("out",), 1)
   else:
     made_RU = stats.total(("out", "perm"), 2)
-  made_RU = np.broadcast_to(made_RU, read_RU.shape)
   index_RU = np.broadcast_to(np.arange(size), read_RU.shape)
   # np.lexsort: the last key is primary; negated keys sort decreasing
   return np.lexsort((index_RU, -read_RU, -made_RU), axis=-1)

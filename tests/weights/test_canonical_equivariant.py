@@ -18,6 +18,7 @@ from jatlas.weights.equivariant import EquivariantEncoder, prepare, split_by_uni
 LENET = (nets.LeNet5(num_classes=1), (1, 32, 32, 1))
 MLP = (nets.MLP(hidden=(12, 7), num_classes=3), (1, 4, 4, 1))
 RESNET = (nets.ResNet(stage_blocks=(1, 2), widths=(4, 6), num_classes=3), (1, 8, 8, 3))
+RESNET_SMALL = (nets.ResNet(stage_blocks=(1, 1), widths=(3, 4), num_classes=2), (1, 8, 8, 3))
 
 
 def random_variables(net_and_shape, n_models: int, seed: int):
@@ -177,17 +178,19 @@ def test_split_by_units_reads_lenet5_as_nodes_edges_and_invariants():
   np.testing.assert_array_equal(edges[2][3][1, 7, 3], fc1[1, [7, 127, 247, 367], 3])
 
 
-@pytest.mark.parametrize("net_and_shape", [LENET, MLP], ids=["lenet5", "mlp"])
-def test_encoder_is_permutation_invariant_and_sees_non_symmetries(net_and_shape):
+@pytest.mark.parametrize("net_and_shape, read, first", [
+    (LENET, "params/conv2/kernel", "params/conv1/kernel"),
+    (MLP, "params/fc2/kernel", "params/fc1/kernel"),
+    (RESNET_SMALL, "params/block2/conv1/kernel", "params/stem_conv/kernel")],
+    ids=["lenet5", "mlp", "resnet"])
+def test_encoder_is_permutation_invariant_and_sees_non_symmetries(net_and_shape, read, first):
   spec, models = random_variables(net_and_shape, 3, seed=6)
   x = stack(models)
   moved = stack(transformed(models, spec, seed=60, flip=False, rescale=False,
                             jax_draw=True))
-  # permuting only the rows a layer reads (not the units making them) is no symmetry,
-  # nor is reordering a fixed axis (the first kernel's inputs / taps)
-  name = "params/fc2/kernel" if "params/fc2/kernel" in x else "params/conv2/kernel"
-  broken = dict(x, **{name: np.flip(x[name], axis=-2)})
-  first = "params/fc1/kernel" if "params/fc2/kernel" in x else "params/conv1/kernel"
+  # reordering only the input rows of `read` (not the units making them) is no
+  # symmetry, nor is reordering a fixed axis (the first kernel's inputs or taps)
+  broken = dict(x, **{read: np.flip(x[read], axis=-2)})
   broken_fixed = dict(x, **{first: np.flip(x[first], axis=1)})
   enc, outputs = encoder_fn(spec)
   y, y_moved, y_broken, y_fixed = outputs(random_params(enc, x),
