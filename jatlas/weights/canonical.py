@@ -110,7 +110,7 @@ def unit_axes(spec: PermutationSpec) -> dict[str, tuple[Entry, ...]]:
   return {t: tuple(sorted(e, key=lambda entry: entry[1].axis)) for t, e in layout.items()}
 
 
-def _split_shape(t_R: np.ndarray, entries, spec) -> tuple[list[int], list[int]]:
+def split_unit_shape(t_R, entries, spec) -> tuple[list[int], list[int]]:
   """Shape of t_R with each unit axis split into (blocks, U); positions of the U's."""
   by_axis = {ax.axis: (ax, spec.groups[g].size) for g, ax in entries}
   shape, unit_dims = [t_R.shape[0]], []
@@ -126,7 +126,7 @@ def _split_shape(t_R: np.ndarray, entries, spec) -> tuple[list[int], list[int]]:
 
 def _reduce(t_R: np.ndarray, entries, spec) -> dict[int, np.ndarray]:
   """{1: sums, 2: sums of squares} over the non-unit axes: [R, U_e1, (U_e2)] float64."""
-  shape, unit_dims = _split_shape(t_R, entries, spec)
+  shape, unit_dims = split_unit_shape(t_R, entries, spec)
   v = t_R.reshape(shape)
   other = tuple(d for d in range(1, len(shape)) if d not in unit_dims)
   return {1: v.sum(other, dtype=np.float64),
@@ -177,7 +177,7 @@ def _order(stats: _UnitStats, size: int, scaled: bool) -> np.ndarray:
 
 def _apply(t_R: np.ndarray, entries, spec, perm, sign, scale) -> np.ndarray:
   """t_R with every unit axis gathered by its group's perm and scaled by its factor."""
-  shape, unit_dims = _split_shape(t_R, entries, spec)
+  shape, unit_dims = split_unit_shape(t_R, entries, spec)
   v = t_R.reshape(shape)
   rows = np.arange(len(v))[:, None]
   factor = np.ones([len(v)] + [1] * (len(shape) - 1), v.dtype)

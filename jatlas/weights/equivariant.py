@@ -36,7 +36,8 @@ invariant to that too:
   - `sign_symmetric=True`: the module alone is invariant: on flip groups states
     are odd in the unit's sign (no biases, tanh, bias-free LayerNorm, bilinear
     messages, an even gate for the group context), read out through even
-    products. Needs no canonicalisation; learns less well there.
+    products; messages are always bilinear. Needs no canonicalisation; learns
+    less well there.
 
 Inputs should be of unit scale: `prepare` divides every tensor by one scalar per
 tensor (its RMS over the models it is fitted on; invariant to every symmetry).
@@ -45,7 +46,7 @@ Usage:
   spec = nets.permutation_spec(net, variables)
   x_R, scales = prepare(tensors_R, spec)                 # fit the scales on train
   x_T, _ = prepare(tensors_T, spec, scales=scales)       # reuse them on test
-  enc = EquivariantEncoder(spec, out_dim=10)           # the defaults: see the class
+  enc = EquivariantEncoder(spec, out_dim=10)             # defaults: see the class
   params = enc.init(jax.random.key(0), {k: v[:2] for k, v in x_R.items()})["params"]
   logits_BK = enc.apply({"params": params}, x_batch)     # {name: [B, *shape]}
 """
@@ -56,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jatlas.nets.symmetry import PermutationSpec
-from jatlas.weights.canonical import canonicalise, unit_axes
+from jatlas.weights.canonical import split_unit_shape, canonicalise, unit_axes
 
 
 def prepare(tensors_R: Mapping[str, np.ndarray], spec: PermutationSpec, *,
@@ -104,15 +105,7 @@ def split_by_units(tensors: Mapping, spec: PermutationSpec):
 
 def _by_units(x, entries, spec):
   """[B, *shape] -> [B, U_1, (U_2,) C]: unit axes first, all the rest flattened."""
-  shape, unit_dims = [x.shape[0]], []
-  by_axis = {ax.axis: (ax, spec.groups[g].size) for g, ax in entries}
-  for d, n in enumerate(x.shape[1:]):
-    if d in by_axis:
-      ax, size = by_axis[d]
-      shape += [ax.blocks, size]
-      unit_dims.append(len(shape) - 1)
-    else:
-      shape.append(n)
+  shape, unit_dims = split_unit_shape(x, entries, spec)
   rest = [d for d in range(1, len(shape)) if d not in unit_dims]
   moved = jnp.transpose(x.reshape(shape), [0, *unit_dims, *rest])
   return moved.reshape(*moved.shape[:1 + len(unit_dims)], -1)
