@@ -121,7 +121,7 @@ def identify_tasks(zoo: Zoo, cfg, out: str) -> dict:
   timing["input_probing"] = round(time.time() - t0, 1)
   print(f"task ID linearised reference: {linearised:.1%}; input probing: {probing:.1%} "
         f"({timing['input_probing']} s)", flush=True)
-  curve = learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec)
+  curve = learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec, results)
   learned = {k: v for k, v in results.items() if k in e.task_id_encoders}
   return {"task_id": learned, "task_id_probex_best_layer": results.get("probex_best_layer"),
           "task_id_linearised": linearised, "task_id_input_probing": probing,
@@ -138,16 +138,18 @@ def zoo_task_names(zoo):
   return [name.split(":")[-1] for name in t.task]
 
 
-def learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec) -> list:
-  """Task-ID accuracy vs models per task (same val and test models throughout)."""
+def learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec, fitted) -> list:
+  """Task-ID accuracy vs models per task (same val and test models throughout); a
+  size that takes the whole train pool reuses the task-ID table's fit (`fitted`)."""
   e, rows = cfg.experiment, []
   for k in e.curve_sizes:
     train = per_task_subset(task_R, s["train"], k, e.seed)
     row = {"models_per_task": int(k), "n_train": int(len(train)),
            "linearised": linearised_accuracy(template_RF, task_R, s, train)}
+    whole_pool = np.array_equal(train, s["train"])
     for name in e.curve_encoders:
-      row[name] = fit_score(name, encoder_kwargs(name, cfg, zoo, spec), tensors, task_R, s,
-                            train)[0]
+      row[name] = fitted[name] if whole_pool and name in fitted else fit_score(
+          name, encoder_kwargs(name, cfg, zoo, spec), tensors, task_R, s, train)[0]
     print("learning curve", {k: (round(v, 3) if isinstance(v, float) else v)
                              for k, v in row.items()}, flush=True)
     rows.append(row)

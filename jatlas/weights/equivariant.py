@@ -111,6 +111,24 @@ def _by_units(x, entries, spec):
   return moved.reshape(*moved.shape[:1 + len(unit_dims)], -1)
 
 
+def _bilinear_mean(x_BabC, h_BsE, kernel_CE, to_dst: bool):
+  """mean_s (x_su @ kernel) * h_s over the sender units s (axis a if to_dst, else b)
+  -> [B, U, E], as one matmul per model over (s, c): the [B, U_a, U_b, E] product
+  the formula names is never formed (it is the encoder's whole memory traffic)."""
+  hk_BsCE = h_BsE[:, :, None, :] * kernel_CE
+  spec = "bsuc,bsce->bue" if to_dst else "busc,bsce->bue"
+  return jnp.einsum(spec, x_BabC, hk_BsCE) / h_BsE.shape[1]
+
+
+class _Kernel(nn.Module):
+  """A bias-free Dense's kernel alone (the same parameter a Dense would hold)."""
+  shape: tuple
+
+  @nn.compact
+  def __call__(self):
+    return self.param("kernel", nn.initializers.lecun_normal(), self.shape)
+
+
 def _safe(name: str) -> str:
   return name.replace("/", "_")
 
@@ -196,16 +214,17 @@ class EquivariantEncoder(nn.Module):
     dense = lambda n, x, odd: nn.Dense(self.edge_hidden, use_bias=not odd,
                                        name=f"{n}_{tag}")(x)
     from_sender = dense("sender", h[sender], True)
-    from_sender = from_sender[:, :, None] if to_dst else from_sender[:, None, :]
     if self.messages == "bilinear" or self.sign_symmetric:
       # products keep each end's sign: e_ab h_a flips with b only
-      z_BabE = dense("edge", x_BabC, True) * from_sender
+      kernel_CE = _Kernel((x_BabC.shape[-1], self.edge_hidden), name=f"edge_{tag}")()
+      z_BuE = _bilinear_mean(x_BabC, from_sender, kernel_CE, to_dst)
     else:
+      from_sender = from_sender[:, :, None] if to_dst else from_sender[:, None, :]
       from_receiver = dense("receiver", h[receiver], True)
       from_receiver = from_receiver[:, None, :] if to_dst else from_receiver[:, :, None]
       z_BabE = nn.relu(dense("edge", x_BabC, False) + from_sender + from_receiver)
-    return nn.Dense(self.hidden, use_bias=not self._odd(receiver),
-                    name=f"message_{tag}")(z_BabE.mean(1 if to_dst else 2))
+      z_BuE = z_BabE.mean(1 if to_dst else 2)
+    return nn.Dense(self.hidden, use_bias=not self._odd(receiver), name=f"message_{tag}")(z_BuE)
 
   def _update(self, tag: str, g: str, h_BUH, messages):
     """Residual per-unit MLP over [state, group context, messages]."""

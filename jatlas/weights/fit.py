@@ -20,6 +20,7 @@ Usage:
 """
 import dataclasses
 import math
+import warnings
 from typing import Any, Callable, Sequence
 
 import jax
@@ -41,6 +42,9 @@ class FitSettings:
   optimizer: str = "adam"      # jatlas.zoo.OPTIMIZERS: adam (AdamW) | sgd (momentum 0.9) | rmsprop
   eval_every: int = 5          # epochs between validation scores
   patience: int | None = 10    # evaluations without improvement before stopping
+  # members one after another (a loop) instead of one vmapped program; None: loop
+  # on CPU only, where XLA runs a vmapped big per-model network several times slower
+  member_loop: bool | None = False
 
 
 @dataclasses.dataclass
@@ -74,8 +78,9 @@ def task_score_sums(task: str, out, y, valid):
 
 
 def encoder_population(apply: Callable, init: Callable, task: str,
-                       optimizer: str = "adam") -> Population:
-  """apply(params, x_B, member) -> outputs; init(key, member) -> params."""
+                       optimizer: str = "adam", gather: Callable | None = None) -> Population:
+  """apply(params, x_B, member) -> outputs; init(key, member) -> params; gather:
+  Population.gather (how a member reads its batch of inputs)."""
   def loss(params, state, batch, member):
     return task_loss(task, apply(params, batch["x"], member), batch["y"]), state
 
@@ -84,7 +89,7 @@ def encoder_population(apply: Callable, init: Callable, task: str,
     return task_score_sums(task, apply(params, batch["x"], member), batch["y"], batch["valid"])
 
   return Population(init=lambda key, member: (init(key, member), {}), loss=loss,
-                    evaluate=evaluate, optimizers=(optimizer,))
+                    evaluate=evaluate, optimizers=(optimizer,), gather=gather)
 
 
 def _grid(settings: FitSettings, extra_M) -> dict:
@@ -101,21 +106,25 @@ def _grid(settings: FitSettings, extra_M) -> dict:
 
 
 def fit_module(module, x_R, y_R, *, task: str, val, settings: FitSettings = FitSettings(),
-               extra_M=None, apply: Callable | None = None, sample=None) -> FitResult:
+               extra_M=None, apply: Callable | None = None, sample=None,
+               gather: Callable | None = None) -> FitResult:
   """Trains `module` (flax linen, `module.apply({"params": p}, x_B)`) on models
   x_R -> y_R as a population (module docstring). `apply(module, params, x_B, member)`
   overrides how a member applies it (e.g. to read `member.extra`); `sample` is then
-  a module input to initialise from (default: the first model of x_R)."""
+  a module input to initialise from (default: the first model of x_R); `gather(x_R,
+  idx_B, member)` how a member reads its batch of models (default: rows idx_B)."""
   y_R = np.asarray(y_R, np.int32 if task == "multiclass" else np.float32)
   r = len(y_R)
   x_sample = jax.tree.map(lambda a: jnp.asarray(a[:1]), x_R) if sample is None else sample
   apply = apply or (lambda module, p, x, member: module.apply({"params": p}, x))
   pop = encoder_population(lambda p, x, m: apply(module, p, x, m),
                            lambda key, m: module.init(key, x_sample)["params"], task,
-                           settings.optimizer)
+                           settings.optimizer, gather)
   batch = min(settings.batch_size, r)
   spe = math.ceil(r / batch)
-  eng = Engine(pop, batch_size=batch, steps_per_epoch=spe, member_loop=False)
+  loop = settings.member_loop
+  loop = jax.default_backend() == "cpu" if loop is None else bool(loop)
+  eng = Engine(pop, batch_size=batch, steps_per_epoch=spe, member_loop=loop)
   grid = _grid(settings, extra_M)
   m = len(grid["seed"])
   members = eng.members(seed=grid["seed"], lr=grid["lr"], weight_decay=grid["weight_decay"],
@@ -134,6 +143,8 @@ def fit_module(module, x_R, y_R, *, task: str, val, settings: FitSettings = FitS
     epoch += n
     sums = eng.evaluate(states, members, val_data)
     score_M = np.asarray(sums["score"] / jnp.maximum(sums["count"], 1))[:m]
+    alive_M = np.asarray(states.alive)[:m]
+    score_M = np.where(alive_M, score_M, -np.inf)  # a diverged member is never picked
     improved = score_M > best_score
     if improved.any():
       params = jax.tree.map(np.asarray, states.params)
@@ -141,12 +152,33 @@ def fit_module(module, x_R, y_R, *, task: str, val, settings: FitSettings = FitS
           np.pad(improved, (0, len(b) - m)).reshape(-1, *[1] * (b.ndim - 1)), p, b), best, params)
       best_score, best_epoch = np.where(improved, score_M, best_score), np.where(
           improved, epoch, best_epoch)
-    history.append({"epoch": epoch, "train_loss": float(np.nanmean(np.asarray(loss_SM)[-spe:, :m])),
+    history.append({"epoch": epoch, "train_loss": _mean_alive(np.asarray(loss_SM)[-spe:, :m]),
                     "val_score": score_M.round(5).tolist()})
     stale = 0 if improved.any() else stale + 1
     if settings.patience is not None and stale >= settings.patience:
       break
+  _check_diverged(alive_M, np.asarray(states.diverged_step)[:m], grid)
   best = jax.tree.map(lambda b: b[:m], best)
   return FitResult(params=best, val_score_M=best_score, best_epoch_M=best_epoch,
                    best_member=int(np.argmax(best_score)), history=history,
                    members={k: np.asarray(v).tolist() for k, v in grid.items() if k != "extra"})
+
+
+def _mean_alive(loss_SM) -> float:
+  finite = loss_SM[np.isfinite(loss_SM)]
+  return float(finite.mean()) if finite.size else float("nan")
+
+
+def _check_diverged(alive_M, step_M, grid) -> None:
+  """Diverged members are masked and reported; if every member diverged, nothing is
+  left to keep: an error naming the learning rates, not a model at chance."""
+  dead = np.flatnonzero(~alive_M)
+  if not dead.size:
+    return
+  what = ", ".join(f"member {i} (seed {grid['seed'][i]}, lr {grid['lr'][i]:g}) at step "
+                   f"{step_M[i]}" for i in dead[:5]) + (" ..." if dead.size > 5 else "")
+  if dead.size == len(alive_M):
+    raise RuntimeError(f"fit_module: every member diverged (non-finite or exploding loss): "
+                       f"{what}; lower the learning rate or change the optimizer")
+  warnings.warn(f"fit_module: {dead.size} of {len(alive_M)} members diverged and were "
+                f"masked: {what}", RuntimeWarning, stacklevel=3)

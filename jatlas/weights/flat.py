@@ -66,6 +66,8 @@ class Dense(_Standardised):
 class MLPFlat(_Standardised):
   name = "mlp_flat"
   defaults = {"hidden": (256, 256)}
+  # SGD at the linear heads' 0.05 diverges through tens of thousands of inputs
+  fit_defaults = {**_Standardised.fit_defaults, "lr": 0.005}
 
   def raw(self, tensors):
     return np.concatenate([tensors[k].reshape(len(tensors[k]), -1) for k in sorted(tensors)], 1)

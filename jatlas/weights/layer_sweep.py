@@ -56,8 +56,10 @@ class _StackedProbeX(ProbeXEncoder):
     self.dims_ = x_RLHW.shape[2:]
     return x_RLHW
 
-  def apply_member(self, module, params, x_BLHW, member):
-    return module.apply({"params": params}, x_BLHW[:, member.extra["layer"]])
+  @staticmethod
+  def gather_member(x_RLHW, idx_B, member):
+    """Rows idx_B of the member's own layer only: [B, d_H, d_W] (Population.gather)."""
+    return x_RLHW[idx_B, member.extra["layer"]]
 
 
 def layer_sweep(W, y, *, val, task: str = "multiclass", layers=None, **kw) -> SweepResult:
@@ -77,7 +79,7 @@ def layer_sweep(W, y, *, val, task: str = "multiclass", layers=None, **kw) -> Sw
     settings = FitSettings(**{k: enc.config[k] for k in FIT_KEYS})
     result = fit_module(enc.build(enc.n_out_), x_R, y_R, task=task, val=(x_V, y_V),
                         settings=settings, extra_M={"layer": np.arange(len(group))},
-                        apply=enc.apply_member, sample=x_R[:1, 0])
+                        gather=enc.gather_member, sample=x_R[:1, 0])
     inner = len(result.val_score_M) // len(group)
     for i, name in enumerate(group):
       j = i * inner + int(np.argmax(result.val_score_M[i * inner:(i + 1) * inner]))

@@ -51,6 +51,10 @@ class Population:
   loss: Callable                 # (params, state, batch, member) -> (loss, new_state)
   evaluate: Callable | None = None  # (params, state, batch, member) -> pytree of sums
   optimizers: Sequence[str] = ("adam",)  # kinds present; member.optimizer indexes them
+  # (x, idx_B, member) -> the member's inputs of examples idx_B; default: rows idx_B of
+  # every input. A member reading one slice of a big input (the layer sweep: one layer
+  # of [N, layers, ...]) gathers just that, not every slice's rows.
+  gather: Callable | None = None
 
 
 class Engine:

@@ -106,10 +106,12 @@ def member_batch(cfg: StepConfig, member: Member, order_key, data: TrainData, st
                        step, data.full)
 
 
-def gather_batch(data: TrainData, member: Member, idx_B) -> dict:
-  """{"x": inputs, "y": the member's targets} of examples idx_B."""
-  return {"x": jax.tree.map(lambda a: a[idx_B], data.x),
-          "y": jax.tree.map(lambda a: a[member.task][idx_B], data.y)}
+def gather_batch(data: TrainData, member: Member, idx_B, gather=None) -> dict:
+  """{"x": inputs, "y": the member's targets} of examples idx_B; `gather(x, idx_B,
+  member)` (Population.gather) reads the inputs, default rows idx_B of every input."""
+  x = (jax.tree.map(lambda a: a[idx_B], data.x) if gather is None
+       else gather(data.x, idx_B, member))
+  return {"x": x, "y": jax.tree.map(lambda a: a[member.task][idx_B], data.y)}
 
 
 def with_frozen(params, frozen):
@@ -129,7 +131,7 @@ def member_step(cfg: StepConfig, pop, state: MemberState, member: Member, idx_B,
                 data: TrainData, frozen, step):
   """One optimizer step of `pop.loss` on examples `idx_B` (from `member_batch`);
   a member that diverges (module docstring) is frozen and marked."""
-  batch = gather_batch(data, member, idx_B)
+  batch = gather_batch(data, member, idx_B, pop.gather)
   (loss, new_state), grads = jax.value_and_grad(
       lambda p: pop.loss(with_frozen(p, frozen), state.state, batch, member),
       has_aux=True)(state.params)
@@ -159,11 +161,20 @@ def member_eval(pop, state: MemberState, member: Member, data: TrainData, frozen
   pad = (-n) % chunk
   chunked = lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(
       -1, chunk, *a.shape[1:])
-  xs = {"x": jax.tree.map(chunked, data.x),
-        "y": jax.tree.map(lambda a: chunked(a[member.task]), data.y),
-        "valid": chunked(data.in_task[member.task])}
+  gather = pop.gather
+  if gather is None:
+    xs = {"x": jax.tree.map(chunked, data.x)}
+  else:  # chunks of example indices; the member gathers its own inputs per chunk
+    xs = {"idx": chunked(jnp.arange(n))}
+  xs.update(y=jax.tree.map(lambda a: chunked(a[member.task]), data.y),
+            valid=chunked(data.in_task[member.task]))
   params = with_frozen(state.params, frozen)
-  sums = lambda batch: pop.evaluate(params, state.state, batch, member)
+
+  def sums(batch):
+    if gather is not None:
+      batch = {"x": gather(data.x, batch["idx"], member),
+               **{k: v for k, v in batch.items() if k != "idx"}}
+    return pop.evaluate(params, state.state, batch, member)
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                        jax.eval_shape(sums, jax.tree.map(lambda a: a[0], xs)))
   body = lambda acc, batch: (jax.tree.map(jnp.add, acc, sums(batch)), None)

@@ -64,5 +64,5 @@ def test_wall_shares_split_overlapping_thunks():
 
 def test_probex_train_quick():
   rows = json_lines(run("probex_train.py", "--quick"))
-  assert [r["name"] for r in rows] == ["probex_epoch", "layer_sweep"]
+  assert [r["name"] for r in rows] == ["probex_epoch", "layer_sweep", "layer_sweep_first_epoch"]
   assert all(r["jatlas"] > 0 and r["baseline"] > 0 and r["ratio"] > 0 for r in rows)

@@ -249,3 +249,19 @@ def test_other_modes_are_invariant_and_sign_symmetric_needs_no_canonicalisation(
   assert np.abs(y_broken - y).max() > 1e-3
   with pytest.raises(ValueError, match="messages='dot'"):
     EquivariantEncoder(spec, out_dim=2, messages="dot").init(jax.random.key(0), x)
+
+
+@pytest.mark.parametrize("to_dst", [True, False], ids=["into-b", "into-a"])
+def test_bilinear_message_equals_the_materialised_product_mean(to_dst):
+  # the formula of the module docstring, [B, U_a, U_b, E] formed in NumPy
+  from jatlas.weights.equivariant import _bilinear_mean
+  rng = np.random.default_rng(11)
+  x_BabC = rng.standard_normal((3, 5, 7, 4)).astype(np.float32)
+  h_BsE = rng.standard_normal((3, 5 if to_dst else 7, 6)).astype(np.float32)
+  kernel_CE = rng.standard_normal((4, 6)).astype(np.float32)
+  z_BabE = np.einsum("bijc,ce->bije", x_BabC, kernel_CE)
+  z_BabE = z_BabE * (h_BsE[:, :, None] if to_dst else h_BsE[:, None, :])
+  want_BuE = z_BabE.mean(1 if to_dst else 2)
+  got_BuE = np.asarray(_bilinear_mean(x_BabC, h_BsE, kernel_CE, to_dst))
+  assert got_BuE.shape == want_BuE.shape == (3, 7 if to_dst else 5, 6)
+  np.testing.assert_allclose(got_BuE, want_BuE, atol=1e-5, rtol=1e-5)

@@ -65,6 +65,17 @@ def test_save_load_same_predictions_and_metrics(tmp_path):
     weights.load_encoder(str(tmp_path))
 
 
+def test_diverged_members_are_masked_reported_and_all_diverged_is_an_error():
+  (w_tr, y_tr), val, (w_te, y_te) = split(*planted_zoo())
+  big = {"epochs": 20, "eval_every": 10, "patience": None, "hidden": (32,)}
+  with pytest.warns(RuntimeWarning, match=r"1 of 2 members diverged.*lr 1e\+06"):
+    enc = weights.make_encoder("mlp_flat", lr=(0.005, 1e6), **big).fit(w_tr, y_tr, val=val)
+  assert enc.record_["members"]["lr"][enc.record_["best_member"]] == 0.005
+  assert enc.score(w_te, y_te) > 0.85
+  with pytest.raises(RuntimeError, match="every member diverged.*lower the learning rate"):
+    weights.make_encoder("mlp_flat", lr=1e6, **big).fit(w_tr, y_tr, val=val)
+
+
 def test_bad_arguments_are_named():
   with pytest.raises(TypeError, match="n_probe.*did you mean 'n_probes'"):
     weights.make_encoder("probex", n_probe=3)
