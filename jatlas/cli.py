@@ -10,6 +10,8 @@
                            --input-shape 32,32,3]
   jatlas convert jax2torch ZOO_DIR OUT.safetensors --row 3
   jatlas hub card REPO_ID [--revision REV] [--repo-type dataset]
+  jatlas similarity ZOO_DIR --rows 0,1 [--metric linear_cka] [--debiased] [--out DIR]
+  jatlas merge ties --base BASE.safetensors --models A.safetensors B.safetensors --out M.safetensors
 """
 import argparse
 import json
@@ -192,6 +194,8 @@ def main(argv=None):
   verify.add_argument("dir")
   verify.set_defaults(fn=_zoo_verify)
   _add_interop(sub, zoo)
+  from jatlas import cli_representations  # argparse only: its commands import lazily
+  cli_representations.add_parsers(sub)
   args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   args.fn(args, rest)
 
