@@ -9,3 +9,4 @@ Usage:
 from jatlas.stitch.direct import direct_match
 from jatlas.stitch.layer import Stitch, adapter
 from jatlas.stitch.train import stitched_logits, train_stitches
+from jatlas.stitch.matrix import plot_stitch_matrix, stitch_matrix

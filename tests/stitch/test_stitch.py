@@ -106,3 +106,24 @@ def test_conv_stitch_on_lenet_taps_trains_on_the_engine():
   assert res["test_acc_M"].shape == (3,) and np.isfinite(res["final_loss_M"]).all()
   with pytest.raises(ValueError, match=r"\(16, 16, 6\) to \(12, 12, 16\).*whole factor"):
     stitch.train_stitches(net, va, net, vb, "pool1", "conv2", x, y, epochs=1)
+
+
+def test_stitch_matrix_fills_joinable_pairs_and_names_the_rest(trained_mlps, tmp_path):
+  net, va, vb, _ = trained_mlps
+  res = stitch.stitch_matrix(net, va, net, vb, DS.x_train, DS.y_train, DS.x_test, DS.y_test,
+                             send_taps=("fc1", "fc2"), recv_taps=("fc1", "fc2"),
+                             progress=False, epochs=10, lr=1e-2)
+  acc = res["accuracy"]
+  assert list(acc.index) == ["fc1", "fc2"] and not acc.isna().any().any()
+  assert acc.loc["fc2", "fc2"] > 0.5 and res["skipped"] == {}
+  stitch.plot_stitch_matrix(acc, str(tmp_path / "m.png"), "a -> b")
+  assert (tmp_path / "m.png").stat().st_size > 1000
+  lenet = nets.LeNet5(num_classes=10)
+  ds = data.load("digits", size=32)
+  v = lenet.init(jax.random.key(0), ds.x_train[:1])
+  res = stitch.stitch_matrix(lenet, v, lenet, v, ds.x_train[:64], ds.y_train[:64],
+                             ds.x_test[:32], ds.y_test[:32], send_taps=("fc1",),
+                             recv_taps=("pool1", "fc1"), progress=False, epochs=1)
+  assert np.isnan(res["accuracy"].loc["fc1", "pool1"]) and "only feature maps" in res[
+      "skipped"][("fc1", "pool1")]
+  assert not np.isnan(res["accuracy"].loc["fc1", "fc1"])
