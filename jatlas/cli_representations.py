@@ -22,6 +22,7 @@ def _similarity(args, rest):
   import pandas as pd
 
   from jatlas import data, similarity
+  from jatlas.similarity.plot import plot_matrix
   from jatlas.zoo.store import Zoo
   if rest:
     raise SystemExit(f"unexpected arguments {rest}")
@@ -46,23 +47,8 @@ def _similarity(args, rest):
   if args.out:
     os.makedirs(args.out, exist_ok=True)
     table.to_csv(os.path.join(args.out, "similarity.csv"))
-    _heatmap(table, f"{args.metric}: {ids[0]} (rows) vs {ids[-1]} (columns)",
-             os.path.join(args.out, "similarity.png"))
-
-
-def _heatmap(table, title: str, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(1 + 0.6 * table.shape[1], 1 + 0.5 * table.shape[0]))
-  im = ax.imshow(table.to_numpy(), vmin=0, vmax=1, cmap="viridis")
-  ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
-  ax.set_yticks(range(table.shape[0]), table.index)
-  ax.set_title(title, fontsize=9)
-  fig.colorbar(im, ax=ax)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+    plot_matrix(table, os.path.join(args.out, "similarity.png"),
+                f"{args.metric}: {ids[0]} (rows) vs {ids[-1]} (columns)")
 
 
 def _merge(args, rest):

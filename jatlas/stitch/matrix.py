@@ -47,20 +47,6 @@ def stitch_matrix(sender, vs, receiver, vr, x, y, x_test, y_test, *,
 
 
 def plot_stitch_matrix(acc: pd.DataFrame, path: str, title: str = "") -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(1.5 + 0.7 * acc.shape[1], 1.2 + 0.6 * acc.shape[0]))
-  im = ax.imshow(acc.to_numpy(float), vmin=0, vmax=1, cmap="magma")
-  for (i, j), v in np.ndenumerate(acc.to_numpy(float)):
-    ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
-            color="white" if np.isnan(v) or v < 0.6 else "black")
-  ax.set_xticks(range(acc.shape[1]), acc.columns, rotation=45, ha="right")
-  ax.set_yticks(range(acc.shape[0]), acc.index)
-  ax.set_xlabel("receiver tap")
-  ax.set_ylabel("sender tap")
-  ax.set_title(title, fontsize=9)
-  fig.colorbar(im, ax=ax, label="stitched test accuracy")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  from jatlas.similarity.plot import plot_matrix  # matplotlib only when drawing
+  plot_matrix(acc, path, title, xlabel="receiver tap", ylabel="sender tap", annotate=True,
+              cmap="magma", label="stitched test accuracy")

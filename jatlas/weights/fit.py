@@ -157,7 +157,7 @@ def fit_module(module, x_R, y_R, *, task: str, val, settings: FitSettings = FitS
     stale = 0 if improved.any() else stale + 1
     if settings.patience is not None and stale >= settings.patience:
       break
-  _check_diverged(alive_M, np.asarray(states.diverged_step)[:m], grid)
+  _check_diverged(np.asarray(states.alive)[:m], np.asarray(states.diverged_step)[:m], grid)
   best = jax.tree.map(lambda b: b[:m], best)
   return FitResult(params=best, val_score_M=best_score, best_epoch_M=best_epoch,
                    best_member=int(np.argmax(best_score)), history=history,
