@@ -10,45 +10,23 @@ Writes DIR/zoos/<family>_{base,children} (the zoos; a rerun reuses finished ones
 DIR/results.json, DIR/results.csv (one row per method and setting), DIR/results.png and
 DIR/jax_cache (compiled programs, reused by a rerun).
 """
-import argparse
-import json
 import os
 import sys
 import time
 
 import numpy as np
 import pandas as pd
-from flax import traverse_util
 from matplotlib.figure import Figure
 
-from jatlas.compile_cache import use_compile_cache
-from jatlas.config import load_config
+from jatlas import experiment
 from jatlas.files import write_json
 from jatlas.weights import make_encoder
 from jatlas.weights.inputs import layer_matrix
 from jatlas.weights.metrics import task_metrics
 from jatlas.weights.trees import TreeExperts, cluster_trees, matched_accuracy
-from jatlas.zoo import Zoo, train_zoo
-from jatlas.zoo.sharding import one_cpu_device_per_core
-from jatlas.zoo.store import TABLE
+from jatlas.zoo.reuse import open_or_train
 
 SETTINGS = ("in_tree", "cross_tree", "mixed", "experts")
-
-
-def zoo_at(cfg, path: str) -> Zoo:
-  """The finished zoo at `path` if it was trained from `cfg` (else an error naming the
-  fields that differ), or a newly trained (or resumed) one."""
-  if not os.path.isfile(os.path.join(path, TABLE)):
-    return train_zoo(cfg, path)
-  with open(os.path.join(path, "config.json")) as f:
-    old = traverse_util.flatten_dict(json.load(f), sep=".")
-  new = traverse_util.flatten_dict(json.loads(json.dumps(cfg.to_dict(), default=str)), sep=".")
-  diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(old.keys() | new.keys())
-          if old.get(k) != new.get(k) and k not in ("zoo.steps_per_call", "zoo.checkpoint_every")]
-  if diff:
-    raise SystemExit(f"{path} holds a finished zoo of another config; remove it or choose "
-                     "another --out:\n  " + "\n  ".join(diff))
-  return Zoo.open(path)
 
 
 def train_zoos(cfg, out: str) -> dict:
@@ -57,9 +35,9 @@ def train_zoos(cfg, out: str) -> dict:
   for fam in cfg.families:
     f = cfg.families[fam]
     base_dir = os.path.abspath(os.path.join(out, "zoos", f"{fam}_base"))
-    base = zoo_at(f.base, base_dir)
+    base = open_or_train(f.base, base_dir)
     f.children.zoo.parent = base_dir
-    zoos[fam] = base, zoo_at(f.children, os.path.join(out, "zoos", f"{fam}_children"))
+    zoos[fam] = base, open_or_train(f.children, os.path.join(out, "zoos", f"{fam}_children"))
   return zoos
 
 
@@ -238,14 +216,9 @@ def zoo_summary(zoos: dict) -> dict:
 
 
 def main(argv):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", required=True)
-  args, rest = parser.parse_known_args(argv)
-  one_cpu_device_per_core()
-  use_compile_cache(os.path.join(args.out, "jax_cache"))
-  cfg = load_config(rest)
+  out, cfg = experiment.start(argv, __doc__)
   t0 = time.time()
-  zoos = train_zoos(cfg, args.out)
+  zoos = train_zoos(cfg, out)
   zoo_s = time.time() - t0
   d = tree_models(cfg, zoos)
   e = cfg.experiment
@@ -263,9 +236,9 @@ def main(argv):
   results["zeroshot"] = zero_shot(cfg, d)
   results.update({"zoo_seconds": round(zoo_s, 1), "wall_seconds": round(time.time() - t0, 1)})
   table = pd.DataFrame(rows)
-  write_json(os.path.join(args.out, "results.json"), results)
-  table.to_csv(os.path.join(args.out, "results.csv"), index=False)
-  plot_results(table, results["routing_accuracy"], os.path.join(args.out, "results.png"))
+  write_json(os.path.join(out, "results.json"), results)
+  table.to_csv(os.path.join(out, "results.csv"), index=False)
+  plot_results(table, results["routing_accuracy"], os.path.join(out, "results.png"))
   print(table.to_string(index=False, float_format="%.3f"))
   zs = results["zeroshot"]
   mixed = "" if zs["mixed"] is None else f", mixed {zs['mixed']:.3f}"

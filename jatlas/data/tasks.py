@@ -72,11 +72,14 @@ def one_vs_rest(ds: Dataset, classes: Sequence[int] | None = None) -> TaskSet:
   return TaskSet(tuple(f"one_vs_rest:{k}" for k in classes), 2, labels)
 
 
-def class_subsets(ds: Dataset, subsets: Sequence[Sequence[int]]) -> TaskSet:
+def class_subsets(ds: Dataset, subsets: Sequence[Sequence[int]],
+                  relabel: bool = True) -> TaskSet:
   """One task per subset of class ids; only its classes belong, labelled by position.
 
   E.g. subset (3, 5, 7): y=5 -> 1, y=2 -> -1. Names "subset:3-5-7";
-  num_classes = the largest subset size.
+  num_classes = the largest subset size. relabel=False keeps the dataset's own
+  labels (y=5 -> 5) and its num_classes: a specialist fine-tuned on its classes
+  keeps its parent's full head.
   """
   subsets = [list(s) for s in subsets]
   if not subsets:
@@ -87,10 +90,10 @@ def class_subsets(ds: Dataset, subsets: Sequence[Sequence[int]]) -> TaskSet:
     if len(subset) < 2 or len(set(subset)) != len(subset):
       raise ValueError(f"subset {subset} must hold at least 2 distinct class ids")
     _check_classes(ds, subset)
-    table_TC[t, subset] = np.arange(len(subset))
+    table_TC[t, subset] = np.arange(len(subset)) if relabel else subset
   labels = {s: table_TC[:, ds.split(s)[1]] for s in SPLITS}
   names = tuple("subset:" + "-".join(str(c) for c in s) for s in subsets)
-  return TaskSet(names, max(len(s) for s in subsets), labels)
+  return TaskSet(names, max(len(s) for s in subsets) if relabel else ds.num_classes, labels)
 
 
 def class_pairs(ds: Dataset, pairs: Sequence[Sequence[int]] | None = None) -> TaskSet:

@@ -257,4 +257,6 @@ class Zoo:
     """The flax module every row of this zoo is a set of variables for."""
     from jatlas import nets  # zoo -> nets is the allowed direction
     m = self.manifest["model"]
-    return nets.build(m["name"], **m["kwargs"])
+    # JSON made the config's tuples lists; flax modules must stay hashable (jit caches)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in m["kwargs"].items()}
+    return nets.build(m["name"], **kwargs)

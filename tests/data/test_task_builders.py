@@ -59,6 +59,16 @@ def test_class_subsets(ds):
   })
 
 
+def test_class_subsets_keep_labels(ds):
+  tasks = class_subsets(ds, [(2, 0), [1, 2]], relabel=False)
+  assert tasks.num_classes == 3  # the dataset's, not the largest subset's
+  _check(tasks, {
+      "train": [[0, -1, 2, -1, 0, 2, 2], [-1, 1, 2, 1, -1, 2, 2]],
+      "val": [[-1, 2], [1, 2]],
+      "test": [[0, 0, 2, -1], [-1, -1, 2, 1]],
+  })
+
+
 def test_class_pairs(ds):
   tasks = class_pairs(ds)
   assert tasks.names == ("pair:0-1", "pair:0-2", "pair:1-2")
