@@ -68,7 +68,8 @@ def write_parquet(path: str, table: pd.DataFrame) -> None:
 
 def write_safetensors(path: str, tensors: Mapping[str, np.ndarray],
                       metadata: Mapping[str, str] | None = None) -> None:
-  """Contiguous copies first: safetensors 0.8 writes non-contiguous views wrongly."""
-  arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+  """Contiguous copies first: safetensors 0.8 writes non-contiguous views wrongly
+  (np.require, not ascontiguousarray: that turns 0-d arrays into shape (1,))."""
+  arrays = {k: np.require(v, requirements="C") for k, v in tensors.items()}
   with atomic_path(path) as tmp:
     save_file(arrays, tmp, metadata=dict(metadata or {}))

@@ -11,6 +11,7 @@ Usage:
   m_MM = population_matrix(net, zoo.stacked_variables(rows), x_N, tap="conv2",
                            reduce="flatten")                   # [members, members]
 """
+import functools
 from typing import Callable, Mapping
 
 import jax
@@ -34,9 +35,15 @@ def layer_matrix(feats_a: Mapping, feats_b: Mapping | None = None,
   """(matrix [L_a, L_b], row names, column names); feats_b default: feats_a."""
   feats_b = feats_a if feats_b is None else feats_b
   rows, cols = list(feats_a), list(feats_b)
-  fn = jax.jit(lambda a, b: jnp.stack([jnp.stack([metric(a[r], b[c]) for c in cols])
-                                       for r in rows]))
+  fn = _matrix_fn(tuple(rows), tuple(cols), metric)
   return fn(dict(feats_a), dict(feats_b)), rows, cols
+
+
+@functools.lru_cache(maxsize=64)
+def _matrix_fn(rows: tuple, cols: tuple, metric: Callable):
+  """One compiled program per (taps, metric): a repeated call does not compile again."""
+  return jax.jit(lambda a, b: jnp.stack([jnp.stack([metric(a[r], b[c]) for c in cols])
+                                         for r in rows]))
 
 
 def population_matrix(net, stacked_variables, x, tap: str, reduce: str | None = None,
