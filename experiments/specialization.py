@@ -14,7 +14,6 @@ import time
 
 import jax
 import numpy as np
-import optax
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -22,7 +21,7 @@ from jatlas import experiment
 from jatlas.files import write_json
 from jatlas.merge import average, ties
 from jatlas.merge.batchnorm import recompute_batch_stats
-from jatlas.merge.feature_mix import feature_average_sweep
+from jatlas.merge.feature_mix import classification_scores, feature_average_sweep
 from jatlas.merge.routing import train_router
 from jatlas.similarity import calibrated, linear_cka
 from jatlas.similarity.matrix import tap_features
@@ -39,9 +38,8 @@ def train_zoos(cfg, out: str):
 
 
 def scores(net, variables, x, y) -> dict:
-  logits = np.asarray(net.apply(variables, x))
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-  return {"acc": float((logits.argmax(-1) == y).mean()), "loss": float(loss)}
+  acc, loss = classification_scores(net.apply(variables, x), y)
+  return {"acc": acc, "loss": loss}
 
 
 def with_params(variables, params, net, x_train):

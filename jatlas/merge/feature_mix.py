@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.special import log_softmax
 
 from jatlas.merge.soups import check_same_structure
+from jatlas.padded_batches import map_padded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,16 +91,11 @@ def mix_forward(net, infos: Sequence[StageInfo], variables_K: Sequence, experts:
 
 
 def map_batches(fn: Callable, x, batch_size: int | None):
-  """fn over batches of x (the last padded: one compile), outputs concatenated."""
+  """fn on all of x at once (batch_size None or >= len(x)), else over padded batches."""
   x = np.asarray(x, np.float32)
   if batch_size is None or batch_size >= len(x):
     return np.asarray(fn(x))
-  if batch_size < 1:
-    raise ValueError(f"batch_size={batch_size}: expected None or >= 1")
-  pad = (-len(x)) % batch_size
-  xp = np.concatenate([x, np.repeat(x[:1], pad, 0)])
-  out = [np.asarray(fn(xp[lo:lo + batch_size])) for lo in range(0, len(xp), batch_size)]
-  return np.concatenate(out)[:len(x)]
+  return map_padded(fn, x, batch_size)
 
 
 def check_specialists(name: str, variables_K: Sequence) -> tuple:

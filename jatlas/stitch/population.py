@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jatlas.padded_batches import map_padded
 from jatlas.stitch.direct import direct_match
 from jatlas.stitch.layer import Stitch, adapter
 from jatlas.zoo import Engine, Population, train_data
@@ -64,14 +65,10 @@ def _all_taps(net):
 def tap_arrays(net, variables, x, taps: Sequence[str], chunk: int = FEATURE_CHUNK) -> dict:
   """{tap: np.ndarray [N, ...]}, the net run on chunks of `chunk` examples (the last one
   padded: one input shape, one compile per net)."""
-  x = np.asarray(x, np.float32)
-  parts = {t: [] for t in taps}
-  for lo in range(0, len(x), chunk):
-    xb = x[lo:lo + chunk]
-    out = _all_taps(net)(variables, np.concatenate([xb, np.repeat(xb[:1], chunk - len(xb), 0)]))
-    for t in taps:
-      parts[t].append(np.asarray(out[t])[:len(xb)])
-  return {t: np.concatenate(p) for t, p in parts.items()}
+  def chunk_taps(xb):
+    out = _all_taps(net)(variables, xb)
+    return {t: out[t] for t in taps}  # only these come to the host
+  return map_padded(chunk_taps, x, chunk)
 
 
 def _check(models: Mapping, jobs: Sequence[Job], init: str, epochs: int) -> None:

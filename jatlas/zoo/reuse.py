@@ -9,13 +9,8 @@ Usage:
 import json
 import os
 
-from flax import traverse_util
-
 from jatlas.zoo.store import TABLE, Zoo
-from jatlas.zoo.train import train_zoo
-
-# fields that change how a run is chunked or checkpointed, not what it computes
-IGNORED = ("zoo.steps_per_call", "zoo.checkpoint_every")
+from jatlas.zoo.train import differences, train_zoo
 
 
 def open_or_train(cfg, path: str) -> Zoo:
@@ -24,10 +19,9 @@ def open_or_train(cfg, path: str) -> Zoo:
   if not os.path.isfile(os.path.join(path, TABLE)):
     return train_zoo(cfg, path)
   with open(os.path.join(path, "config.json")) as f:
-    old = traverse_util.flatten_dict(json.load(f), sep=".")
-  new = traverse_util.flatten_dict(json.loads(json.dumps(cfg.to_dict(), default=str)), sep=".")
-  diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(old.keys() | new.keys())
-          if old.get(k) != new.get(k) and k not in IGNORED]
+    old = json.load(f)
+  new = json.loads(json.dumps(cfg.to_dict(), default=str))
+  diff = differences(old, new, where="there")
   if diff:
     raise SystemExit(f"{path} holds a finished zoo of another config; remove it or choose "
                      "another --out:\n  " + "\n  ".join(diff))

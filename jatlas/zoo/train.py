@@ -143,11 +143,12 @@ def plan(cfg, out_dir: str, devices=None) -> Run:
              variables=variables)
 
 
-def _differences(old: dict, new: dict) -> list[str]:
-  """'field: old -> new' for every differing leaf of two JSON records."""
+def differences(old: dict, new: dict, where: str = "in the unfinished run") -> list[str]:
+  """'field: old -> new' for every differing leaf of two JSON records (configs or run
+  records), except the fields that may change on resume."""
   a = traverse_util.flatten_dict(old, sep=".")
   b = traverse_util.flatten_dict(new, sep=".")
-  return [f"{k}: {a.get(k, '(absent)')!r} in the unfinished run, {b.get(k, '(absent)')!r} now"
+  return [f"{k}: {a.get(k, '(absent)')!r} {where}, {b.get(k, '(absent)')!r} now"
           for k in sorted(a.keys() | b.keys())
           if a.get(k) != b.get(k) and k.removeprefix("config.") not in RESUME_FREE]
 
@@ -161,7 +162,7 @@ def _check_resume(run: Run) -> None:
     raise ResumeMismatchError(f"{run.out_dir} holds an unfinished run whose record {path} "
                               f"cannot be read ({e}); remove the folder or choose another "
                               "--out") from None
-  diff = _differences(old, run.record)
+  diff = differences(old, run.record)
   if diff:
     raise ResumeMismatchError(
         f"{run.out_dir} holds an unfinished run of another config or data; resuming would "
