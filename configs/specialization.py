@@ -24,11 +24,11 @@ HALVES = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
 
 
 def net_config(c, smoke: bool) -> None:
-  # two stages of 2 (smoke) or 3 blocks: blocks of one stage share shapes, so routing
-  # over several depths has candidates (a block that changes resolution has none)
+  # one stage of 2 blocks (smoke) or two of 3: blocks of one stage share shapes, so
+  # routing over several depths has candidates (a block that changes resolution has none)
   c.model.name = "resnet"
-  c.model.kwargs = {"stage_blocks": (2, 2) if smoke else (3, 3),
-                    "widths": (8, 16) if smoke else (16, 32)}
+  c.model.kwargs = {"stage_blocks": (2,) if smoke else (3, 3),
+                    "widths": (8,) if smoke else (16, 32)}
 
 
 def base_config(smoke: bool) -> ml_collections.ConfigDict:
@@ -36,8 +36,8 @@ def base_config(smoke: bool) -> ml_collections.ConfigDict:
   c.name = "specialization_base"
   net_config(c, smoke)
   c.zoo.members, c.zoo.seed = 1, 0
-  c.zoo.epochs, c.zoo.save_epochs = (1,), ()
-  c.zoo.batch_size, c.zoo.lr = 32, (1e-3,)
+  c.zoo.epochs, c.zoo.save_epochs = (2,) if smoke else (1,), ()
+  c.zoo.batch_size, c.zoo.lr = 32, (3e-3,) if smoke else (1e-3,)  # smoke: a narrow net
   c.zoo.checkpoint_every = 0
   return c
 
@@ -49,9 +49,9 @@ def specialists_config(smoke: bool) -> ml_collections.ConfigDict:
   c.tasks.kind = "class_subsets"
   c.tasks.kwargs = {"subsets": HALVES, "relabel": False}  # keep the base's 10-way head
   c.zoo.members, c.zoo.seed = 2, 1  # member 0 learns 0-4, member 1 learns 5-9
-  c.zoo.epochs = (8,) if smoke else (32,)
-  c.zoo.save_epochs = (0, 1, 8) if smoke else (0, 1, 2, 4, 8, 16, 32)
-  c.zoo.batch_size, c.zoo.lr = 32, (1e-3,)
+  c.zoo.epochs = (4,) if smoke else (32,)
+  c.zoo.save_epochs = (0, 4) if smoke else (0, 1, 2, 4, 8, 16, 32)
+  c.zoo.batch_size, c.zoo.lr = 32, (3e-3,) if smoke else (1e-3,)
   c.zoo.checkpoint_every = 0
   c.zoo.parent = ""  # set by the experiment: DIR/zoos/base
   return c
@@ -67,11 +67,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.specialists = specialists_config(smoke)
   c.experiment = ml_collections.ConfigDict({
       "seed": 0,
-      "cka": {"reduce": "mean", "permutations": 50 if smoke else 500,
-              "bootstrap": 50 if smoke else 500},
+      # draws: of the permutation null and of the bootstrap
+      "cka": {"reduce": "mean", "draws": 20 if smoke else 500},
       "alphas": 11,                        # feature-averaging grid 0, 0.1, ..., 1 (weight on 0-4)
       "ties": {"density": 0.2, "lam": 1.0},
-      "routing": {"depths": (1, 2) if smoke else (1, 2, 3), "epochs": 3 if smoke else 20,
+      "routing": {"depths": (1, 2) if smoke else (1, 2, 3), "epochs": 2 if smoke else 20,
                   "lr": 5e-3, "seeds": (0,) if smoke else (0, 1)},
   })
   return c

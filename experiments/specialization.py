@@ -56,15 +56,17 @@ def weight_merges(net, base_v, va, vb, data, e) -> dict:
           "ties": scores(net, with_params(va, merged, net, x_train), x, y)}
 
 
+CKA = {"biased": linear_cka, "debiased": functools.partial(linear_cka, debiased=True)}
+
+
 def layer_cka(net, va, vb, x, e, key) -> list:
   fa = tap_features(net, va, x, reduce=e.cka.reduce)
   fb = tap_features(net, vb, x, reduce=e.cka.reduce)
   rows = []
   for tap in fa:
     row = {"tap": tap}
-    for name, debiased in (("biased", False), ("debiased", True)):
-      metric = functools.partial(linear_cka, debiased=debiased)
-      c = calibrated(metric, fa[tap], fb[tap], key, draws=e.cka.permutations)
+    for name, metric in CKA.items():
+      c = calibrated(metric, fa[tap], fb[tap], key, draws=e.cka.draws)
       row.update({f"{name}": c["score"], f"{name}_null_mean": c["null_mean"],
                   f"{name}_p": c["p_value"], f"{name}_ci_low": c["ci_low"],
                   f"{name}_ci_high": c["ci_high"]})

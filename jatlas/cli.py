@@ -12,6 +12,12 @@
   jatlas hub card REPO_ID [--revision REV] [--repo-type dataset]
   jatlas similarity ZOO_DIR --rows 0,1 [--metric linear_cka] [--debiased] [--out DIR]
   jatlas merge ties --base BASE.safetensors --models A.safetensors B.safetensors --out M.safetensors
+  jatlas atlas build --from-csv FILE | --from-zoo DIR... | --from-hub ID... --out ATLAS.json
+  jatlas atlas recover ZOO_DIR... --out ATLAS.json    # lineage from the weights alone
+  jatlas atlas impute ATLAS.json --out ATLAS.json
+  jatlas atlas show ATLAS.json ID
+  jatlas atlas plot ATLAS.json --out FIG.png|PAGE.html
+  jatlas atlas compare TRUE.json RECOVERED.json
 """
 import argparse
 import json
@@ -196,6 +202,8 @@ def main(argv=None):
   _add_interop(sub, zoo)
   from jatlas import cli_representations  # argparse only: its commands import lazily
   cli_representations.add_parsers(sub)
+  from jatlas import cli_atlas  # argparse only: its commands import lazily
+  cli_atlas.add_parsers(sub)
   args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   args.fn(args, rest)
 

@@ -1,10 +1,7 @@
 """benchmarks/cka_speed.py --smoke runs, prints its four cases, and jatlas's layer x layer
 CKA agrees with the NumPy loop on every pair; its NumPy estimators match hand-built
 references."""
-import json
-import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
@@ -16,15 +13,11 @@ FIELDS = {"name", "jatlas", "baseline", "ratio", "unit", "pairs", "n", "jatlas_s
           "held_jit_gflops", "baseline_gflops", "max_abs_diff"}
 
 
-def test_cka_speed_smoke_agrees_with_numpy():
-  env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
-  out = subprocess.run([sys.executable, str(BENCH / "cka_speed.py"), "--smoke"], env=env,
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+def test_cka_speed_smoke_agrees_with_numpy(bench_rows):
+  rows = bench_rows("cka_speed.py", "--smoke")
   assert [r["name"] for r in rows] == [
       "digits8_flatten_biased", "digits8_flatten_debiased", "digits32_mean_biased",
-      "digits32_mean_debiased"], out.stdout
+      "digits32_mean_debiased"], rows
   for r in rows:
     assert FIELDS <= set(r), r
     assert r["unit"] == "pairs/s" and r["pairs"] == 4 * 5 and r["n"] == 48, r

@@ -1,21 +1,9 @@
 """benchmarks/stitch_matrix.py --smoke: three cases, one JSON line per comparison."""
-import json
-import os
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "stitch_matrix.py"
 
-
-def test_stitch_matrix_smoke_prints_the_three_comparisons():
-  env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
-  out = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], env=env, capture_output=True,
-                       text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+def test_stitch_matrix_smoke_prints_the_three_comparisons(bench_rows):
+  rows = bench_rows("stitch_matrix.py", "--smoke", devices=2)
   assert [r["name"] for r in rows] == ["population_vs_sequential",
                                        "population_vs_torch_sequential",
                                        "sequential_vs_torch_sequential"]

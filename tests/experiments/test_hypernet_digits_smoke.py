@@ -1,20 +1,13 @@
 """The README main job, on its smoke config: zoo + task identification end to end."""
 import json
 import os
-import subprocess
-import sys
 
 EXPECTED_ENCODERS = ("statnn", "dense", "mlp_flat", "probex", "canonical", "equivariant")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_smoke_run_writes_results(tmp_path):
+def test_smoke_run_writes_results(tmp_path, run_smoke):
   out = str(tmp_path / "run")
-  cmd = [sys.executable, os.path.join(ROOT, "experiments", "hypernet_digits.py"),
-         f"--config={os.path.join(ROOT, 'configs', 'hypernet_digits.py')}:smoke", "--out", out]
-  env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = run_smoke("hypernet_digits", out, devices=1)
   results = json.load(open(os.path.join(out, "results.json")))
   assert results["members"] == 30 and results["checkpoints"] == 60
   assert results["diverged"] == 0
@@ -38,6 +31,6 @@ def test_smoke_run_writes_results(tmp_path):
   assert "task identified from weights" in proc.stdout
   # a second run reuses the finished zoo instead of training again
   # (with one encoder: the reuse, not the encoders, is what this run checks)
-  again = subprocess.run(cmd + ["--config.experiment.task_id_encoders=('statnn',)"],
-                         capture_output=True, text=True, env=env, timeout=600)
-  assert again.returncode == 0 and "zoo 30 members" not in again.stderr
+  again = run_smoke("hypernet_digits", out,
+                    extra=["--config.experiment.task_id_encoders=('statnn',)"])
+  assert "zoo 30 members" not in again.stderr

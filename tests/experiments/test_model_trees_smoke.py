@@ -1,21 +1,14 @@
 """The model-trees recipe on its smoke config: base zoo, fine-tuned children, experts, routing."""
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_smoke_run_writes_results(tmp_path):
+def test_smoke_run_writes_results(tmp_path, run_smoke):
   out = str(tmp_path / "run")
-  cmd = [sys.executable, os.path.join(ROOT, "experiments", "model_trees.py"),
-         f"--config={os.path.join(ROOT, 'configs', 'model_trees.py')}:smoke", "--out", out]
-  env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = run_smoke("model_trees", out, devices=1)
   r = json.load(open(os.path.join(out, "results.json")))
   # 3 MLP bases x 20 class subsets, each tree split 12 / 4 / 4
   assert r["models"] == 60 and (r["n_train"], r["n_val"], r["n_test"]) == (36, 12, 12)
@@ -38,7 +31,7 @@ def test_smoke_run_writes_results(tmp_path):
     assert os.path.getsize(os.path.join(out, f)) > 0, f
   assert "routing accuracy 100.0%" in proc.stdout
   # a second run reuses both finished zoos instead of training again
-  again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-  assert again.returncode == 0 and "zoo 60 members" not in again.stderr \
+  again = run_smoke("model_trees", out, devices=1)
+  assert "zoo 60 members" not in again.stderr \
       and "zoo 3 members" not in again.stderr
   assert json.load(open(os.path.join(out, "results.json")))["probex"] == p

@@ -2,22 +2,15 @@
 matrices for self and cross pairs, the controls, heatmaps; a rerun reuses the zoos."""
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_smoke_run_writes_results(tmp_path):
+def test_smoke_run_writes_results(tmp_path, run_smoke):
   out = str(tmp_path / "run")
-  cmd = [sys.executable, os.path.join(ROOT, "experiments", "stitching.py"),
-         f"--config={os.path.join(ROOT, 'configs', 'stitching.py')}:smoke", "--out", out]
-  env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = run_smoke("stitching", out, devices=2)
   r = json.load(open(os.path.join(out, "results.json")))
   z = r["zoos"]
   assert set(z) == {"R1", "R2"} and len(z["R1"]["test_acc"]) == 2
@@ -44,7 +37,7 @@ def test_smoke_run_writes_results(tmp_path):
   assert len(heatmaps) == 14 and all(f.endswith(".png") for f in heatmaps)
   assert "64 stitches in 14 matrices" in proc.stdout
   # a second run reuses both finished zoos instead of training again
-  again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-  assert again.returncode == 0 and "zoo 4 members" not in again.stderr \
+  again = run_smoke("stitching", out, devices=2)
+  assert "zoo 4 members" not in again.stderr \
       and "zoo 2 members" not in again.stderr
   assert json.load(open(os.path.join(out, "results.json")))["matrices"] == r["matrices"]

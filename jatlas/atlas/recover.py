@@ -1,0 +1,351 @@
+"""Recover lineage (which model was made from which) from weights alone.
+
+`recover_lineage` (jatlas, MoTHer plus the Atlas priors):
+  1. trees: `distances.cluster_models` (kNN single linkage, largest-gap cut); trees
+     joined by a documented edge are one tree.
+  2. per tree: `layer_distance`; with a permutation spec, members far from all others in
+     raw weights are first aligned by weight matching (`distances.align_outliers`).
+  3. quantized models (`quantized.detect_quantized`) become leaves.
+  4. merges (`merges.detect_merges`) get one "merge" edge per parent and enter the
+     spanning tree as free roots (they may still have children).
+  5. direction: a rule fitted on the documented edges; else on time order (each model's
+     nearest earlier model is its parent); else `direction.tree_consistent_rule` on
+     every tree's minimum spanning tree. Where times are known, no edge runs backwards
+     in time.
+  6. low-rank fine-tunes (auto: the nearest neighbour's difference has median
+     numerical rank under half the matrix side): the rank of the difference, relative
+     to the tree's typical one, is added to the cost of each model's 8 nearest
+     candidates (others count as twice the typical rank).
+  7. Chu-Liu/Edmonds per tree on cost(i -> j) = d_ij / d0 + direction_weight x
+     max(0, log((1 - P(i -> j)) / P(i -> j))) (d0: the tree's median nearest-neighbour
+     distance): only an edge against the likelier direction pays, so a far ancestor
+     does not beat the parent for being surely older (with -log P it does); the
+     direction term is left out for edges into quantized models; documented edges are
+     forced; a merge is never a parent of its own parents.
+  Confidence of a tree edge: the softmax over the child's candidate parents of
+  -cost / temperature, taken at the chosen parent; of a quantized edge, that times the
+  quantization score; of a merge edge, the merge test's confidence.
+
+`mother_baseline` is MoTHer as published: Ward clustering of the raw weights
+(`weights.trees.cluster_trees`), the min-max normalised max-abs-difference distance
+(max over layers), T[i, j] = 1 where j has the higher kurtosis sum, M = D + 0.3 mean(D) T,
+Chu-Liu/Edmonds. Every edge it returns is a "finetune".
+
+Edges are dicts {"parent", "child", "relation", "provenance": "recovered",
+"confidence"}; documented edges are not repeated.
+
+`node_weights` reads the weights of atlas nodes from their sources (zoo rows, files);
+`to_atlas` turns edge dicts into an Atlas.
+
+Usage:
+  edges = recover_lineage(models, ids)                       # weights only
+  edges = recover_lineage(models, ids, known_edges=[("a", "b")], times=t_M, spec=spec)
+  base = mother_baseline(models, ids)
+  tensors = node_weights(atlas, ids); recovered = to_atlas(edges, ids)
+"""
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+
+from jatlas.atlas.arborescence import min_arborescence
+from jatlas.atlas.direction import (KURTOSIS_SUM, DirectionRule, fit_direction, model_features,
+                                    tree_consistent_rule)
+from jatlas.atlas.graph import RELATIONS, Atlas
+from jatlas.atlas.distances import (align_outliers, cluster_models, diff_rank, layer_distance,
+                                    max_abs_diff, normalised_layers, num_models, stack_models,
+                                    weight_names)
+from jatlas.atlas.merges import detect_merges
+from jatlas.atlas.quantized import detect_quantized
+from jatlas.nets.symmetry import PermutationSpec
+from jatlas.weights.trees import cluster_trees
+
+RANK_CANDIDATES = 8
+P_CLIP = 1e-3
+
+
+def _edge(parent: str, child: str, relation: str, confidence: float) -> dict:
+  return {"parent": parent, "child": child, "relation": relation, "provenance": "recovered",
+          "confidence": float(np.clip(confidence, 0.0, 1.0))}
+
+
+def _known(known_edges, ids: Sequence[str]) -> list[tuple[int, int, str]]:
+  """Documented edges as (parent row, child row, relation); unknown ids listed at once."""
+  pos, out, missing = {k: i for i, k in enumerate(ids)}, [], []
+  for e in known_edges or ():
+    p, c, rel = ((e["parent"], e["child"], e.get("relation", "finetune"))
+                 if isinstance(e, Mapping) else (e[0], e[1], e[2] if len(e) > 2 else "finetune"))
+    if p not in pos or c not in pos:
+      missing.append(f"{p}->{c}")
+      continue
+    out.append((pos[p], pos[c], rel))
+  if missing:
+    raise ValueError(f"known_edges name ids that are not among the models: {missing[:10]}")
+  return out
+
+
+def _check(tensors, ids, times) -> None:
+  m, problems = num_models(tensors), []
+  if len(ids) != m:
+    problems.append(f"{len(ids)} ids for {m} models")
+  if len(set(ids)) != len(ids):
+    problems.append("ids are not unique")
+  if times is not None and np.shape(times) != (m,):
+    problems.append(f"times has shape {np.shape(times)}, expected ({m},)")
+  if problems:
+    raise ValueError("recover_lineage: " + "; ".join(problems))
+
+
+def _join(labels_M, known) -> np.ndarray:
+  """Trees joined by documented edges become one."""
+  if not known:
+    return labels_M
+  k = labels_M.max() + 1
+  a = np.array([labels_M[p] for p, _, _ in known])
+  b = np.array([labels_M[c] for _, c, _ in known])
+  g = coo_matrix((np.ones(len(a)), (a, b)), shape=(k, k))
+  return connected_components(g, directed=False)[1][labels_M]
+
+
+def _nn_scale(d_NN, mask_N) -> float:
+  sub = d_NN[np.ix_(mask_N, mask_N)] + np.diag(np.full(mask_N.sum(), np.inf))
+  nn = sub.min(1) if len(sub) > 1 else np.ones(1)
+  nn = nn[np.isfinite(nn) & (nn > 0)]
+  return float(np.median(nn)) if len(nn) else 1.0
+
+
+def _mst_edges(d_NN, keep_N) -> np.ndarray:
+  rows = np.flatnonzero(keep_N)
+  if len(rows) < 2:
+    return np.zeros((0, 2), np.int64)
+  t = minimum_spanning_tree(np.maximum(d_NN[np.ix_(rows, rows)], 1e-12)).tocoo()
+  return np.stack([rows[t.row], rows[t.col]], 1)
+
+
+def _rank_term(tensors, idx, d_NN) -> np.ndarray | None:
+  """[N, N] rank of the difference over its typical value, or None (not low-rank)."""
+  n = len(idx)
+  if n < 3 or not any(tensors[k].ndim >= 3 for k in weight_names(tensors)):
+    return None
+  order = np.argsort(d_NN + np.diag(np.full(n, np.inf)), 1)
+  nn = np.stack([np.arange(n), order[:, 0]], 1)
+  r_nn = diff_rank(tensors, idx[nn])
+  if np.median(r_nn) >= 0.5:
+    return None
+  r0 = max(float(np.median(r_nn)), 1e-6)
+  kc = min(RANK_CANDIDATES, n - 1)
+  pairs = np.stack([np.repeat(np.arange(n), kc), order[:, :kc].ravel()], 1)
+  term = np.full((n, n), 2.0)
+  term[pairs[:, 1], pairs[:, 0]] = diff_rank(tensors, idx[pairs]) / r0
+  return np.minimum(term, term.T)
+
+
+def _confidence(cost_NN, parent_N, temperature: float) -> np.ndarray:
+  conf = np.zeros(len(parent_N))
+  for j in np.flatnonzero(parent_N >= 0):
+    col = cost_NN[:, j]
+    ok = np.isfinite(col)
+    z = -(col[ok] - col[ok].min()) / temperature
+    conf[j] = np.exp(-(col[parent_N[j]] - col[ok].min()) / temperature) / np.exp(z).sum()
+  return conf
+
+
+def _fit_rule(feats, names, known, times, trees, exclude_M) -> DirectionRule:
+  """Direction rule from documented edges, else time order, else tree consistency."""
+  pairs = [(p, c) for p, c, rel in known if rel != "merge"
+           and not exclude_M[p] and not exclude_M[c]]
+  if not pairs and times is not None:
+    for idx, d in trees:
+      t = np.asarray(times)[idx]
+      ok = ~exclude_M[idx]
+      for j in np.flatnonzero(ok):
+        earlier = np.flatnonzero(ok & (t < t[j]))
+        if len(earlier):
+          pairs.append((idx[earlier[np.argmin(d[earlier, j])]], idx[j]))
+  if len(pairs) >= 2:
+    p, c = np.array(pairs).T
+    return fit_direction(feats[p], feats[c])
+  edges = [idx[_mst_edges(d, ~exclude_M[idx])] for idx, d in trees]
+  return tree_consistent_rule(feats, np.concatenate(edges) if edges else np.zeros((0, 2)),
+                              names)
+
+
+def _tree_edges(idx, d, p_dir, *, quant, q_score, merges_found, known_local, times,
+                rank_term, direction_weight, temperature, adapter) -> list[tuple]:
+  """(parent row, child row, relation, confidence) for one tree."""
+  n = len(idx)
+  d0 = _nn_scale(d, ~quant)
+  p = np.clip(p_dir, P_CLIP, 1 - P_CLIP)
+  # only the less likely direction pays: a far ancestor is no better a parent for being
+  # surely older
+  cost = d / d0 + direction_weight * np.maximum(0.0, np.log((1 - p) / p))
+  cost[:, quant] = (d / d0)[:, quant]
+  if rank_term is not None:
+    cost = cost + rank_term
+  if times is not None:
+    t = np.asarray(times)[idx]
+    cost[t[:, None] > t[None, :]] = np.inf
+  np.fill_diagonal(cost, np.inf)
+  free = np.zeros(n, bool)
+  free[list(merges_found)] = True
+  free[[c for _, c, rel in known_local if rel == "merge"]] = True
+  forced = [(p, c) for p, c, rel in known_local if rel != "merge"]
+  finite = cost[np.isfinite(cost)]
+  big = (np.abs(finite).max() + 1.0) * (n + 1) if len(finite) else 1.0
+  root_cost = np.where(free, 0.0, big)
+  cost_free = cost.copy()
+  cost_free[:, free] = np.inf
+  for j, found_j in merges_found.items():  # a merge is no parent of its own parents
+    cost_free[j, list(found_j["parents"])] = np.inf
+  parent = min_arborescence(cost_free, root_cost=root_cost, forced=forced,
+                            leaves=np.flatnonzero(quant))
+  conf = _confidence(cost_free, parent, temperature)
+  documented = {c for _, c, _ in known_local}
+  out = []
+  for j in np.flatnonzero(parent >= 0):
+    if j in documented:
+      continue
+    rel = "quantized" if quant[j] else ("adapter" if adapter else "finetune")
+    c = conf[j] * (q_score[j] if quant[j] else 1.0)
+    out.append((idx[parent[j]], idx[j], rel, c))
+  for j, found in merges_found.items():
+    if j in documented:
+      continue
+    parents = _drop_base(found, parent)
+    out += [(idx[p], idx[j], "merge", found["confidence"]) for p in parents]
+  return out
+
+
+def _drop_base(found: dict, parent_N) -> tuple:
+  """A selection (TIES-like) merge's base: the parent that is an ancestor of the others."""
+  ps = found["parents"]
+  if found["test"] != "selection" or len(ps) < 3:
+    return ps
+  def ancestors(v):
+    out = set()
+    while parent_N[v] >= 0 and v not in out:
+      v = int(parent_N[v])
+      out.add(v)
+    return out
+  for b in ps:
+    if all(b in ancestors(o) for o in ps if o != b):
+      return tuple(p for p in ps if p != b)
+  return ps
+
+
+def recover_lineage(models, ids: Sequence[str], *, known_edges=None, times=None,
+                    spec: PermutationSpec | None = None, n_trees: int | None = None,
+                    low_rank: bool | str = "auto", quantized: bool = True, merges: bool = True,
+                    rule: DirectionRule | None = None, direction_weight: float = 1.0,
+                    temperature: float = 0.25) -> list[dict]:
+  """Recovered edges of the models' atlas (module docstring)."""
+  tensors = stack_models(models)
+  ids = [str(i) for i in ids]
+  _check(tensors, ids, times)
+  m = num_models(tensors)
+  known = _known(known_edges, ids)
+  labels = _join(cluster_models(tensors, spec=spec, n_trees=n_trees), known)
+  quant, q_score = detect_quantized(tensors) if quantized else (np.zeros(m, bool), np.zeros(m))
+  feats, names = model_features(tensors)
+  trees, found = [], {}
+  for label in np.unique(labels):
+    idx = np.flatnonzero(labels == label)
+    d = layer_distance(tensors, idx)
+    if spec is not None:
+      tensors, moved = align_outliers(tensors, idx, d, spec)
+      d = layer_distance(tensors, idx) if moved else d
+    trees.append((idx, d))
+    if merges and len(idx) >= 3:
+      found[label] = detect_merges(normalised_layers(tensors, idx),
+                                   exclude=np.flatnonzero(quant[idx]))
+  merged = np.zeros(m, bool)
+  for (idx, _), label in zip(trees, np.unique(labels)):
+    merged[idx[list(found.get(label, {}))]] = True
+  rule = rule or _fit_rule(feats, names, known, times, trees, quant | merged)
+  edges = []
+  for (idx, d), label in zip(trees, np.unique(labels)):
+    local = {g: i for i, g in enumerate(idx)}
+    rank_term = (_rank_term(tensors, idx, d) if low_rank == "auto" or low_rank is True
+                 else None)
+    if low_rank is True and rank_term is None:
+      rank_term = np.zeros_like(d)
+    edges += _tree_edges(
+        idx, d, rule.pairwise(feats[idx]), quant=quant[idx], q_score=q_score[idx],
+        merges_found=found.get(label, {}),
+        known_local=[(local[p], local[c], r) for p, c, r in known if c in local and p in local],
+        times=times, rank_term=rank_term, direction_weight=direction_weight,
+        temperature=temperature, adapter=rank_term is not None)
+  return [_edge(ids[p], ids[c], rel, conf) for p, c, rel, conf in edges]
+
+
+def mother_baseline(models, ids: Sequence[str], *, n_trees: int | None = None,
+                    lam: float = 0.3) -> list[dict]:
+  """MoTHer as published (module docstring)."""
+  tensors = stack_models(models)
+  ids = [str(i) for i in ids]
+  _check(tensors, ids, None)
+  names = weight_names(tensors)
+  flat = np.concatenate([tensors[k].reshape(num_models(tensors), -1) for k in names], 1)
+  labels = cluster_trees(flat, n_trees=n_trees)
+  feats, fnames = model_features(tensors)
+  kurt = feats[:, fnames.index(KURTOSIS_SUM)]
+  edges = []
+  for label in np.unique(labels):
+    idx = np.flatnonzero(labels == label)
+    if len(idx) < 2:
+      continue
+    per_layer = max_abs_diff(tensors, idx)
+    lo = per_layer.min((1, 2), keepdims=True)
+    span = np.maximum(per_layer.max((1, 2), keepdims=True) - lo, 1e-30)
+    d = ((per_layer - lo) / span).max(0)
+    t = (kurt[idx][None, :] > kurt[idx][:, None]).astype(np.float64)
+    cost = d + lam * d.mean() * t
+    np.fill_diagonal(cost, np.inf)
+    parent = min_arborescence(cost)
+    conf = _confidence(cost, parent, max(d.mean(), 1e-12) * 0.25)
+    edges += [_edge(ids[idx[parent[j]]], ids[idx[j]], "finetune", conf[j])
+              for j in np.flatnonzero(parent >= 0)]
+  return edges
+
+
+def to_atlas(edges, node_ids: Sequence[str], atlas: Atlas | None = None, **graph_attrs) -> Atlas:
+  """An Atlas of `node_ids` (added where `atlas` lacks them) with the edge dicts of
+  `recover_lineage` / `mother_baseline`; graph_attrs go to `atlas.graph.graph`."""
+  atlas = Atlas() if atlas is None else atlas
+  for node in node_ids:
+    if node not in atlas:
+      atlas.add_node(str(node))
+  bad = [e.get("relation") for e in edges if e.get("relation") not in RELATIONS]
+  if bad:
+    raise ValueError(f"to_atlas: relations {sorted(set(map(str, bad)))}, expected {RELATIONS}")
+  for e in edges:
+    atlas.add_edge(e["parent"], e["child"], e["relation"],
+                   provenance=e.get("provenance", "recovered"),
+                   confidence=e.get("confidence", 1.0))
+  atlas.graph.graph.update(graph_attrs)
+  return atlas
+
+
+def node_weights(atlas: Atlas, node_ids: Sequence[str]) -> dict[str, np.ndarray]:
+  """{flat name: [M, ...]} weights of the nodes, read from their sources (zoo rows
+  and safetensors files); nodes without readable weights are listed at once."""
+  from jatlas.io import load_file  # imports jax and the zoo store: only when read
+  from jatlas.zoo.store import Zoo
+  sources = [(atlas.graph.nodes[atlas.require(n)]["source"] or {}) for n in node_ids]
+  bad = [n for n, s in zip(node_ids, sources) if s.get("kind") not in ("zoo", "file")]
+  if bad:
+    raise ValueError(f"node_weights: {len(bad)} node(s) have no zoo or file source: {bad[:10]}")
+  per_node, zoos = [None] * len(node_ids), {}
+  for i, s in enumerate(sources):
+    if s["kind"] == "file":
+      per_node[i] = load_file(s["path"])
+    else:
+      zoos.setdefault(s["dir"], []).append(i)
+  for d, where in zoos.items():
+    zoo = Zoo.open(d)
+    names = [k for k in zoo.names if k.startswith("params/")] or list(zoo.names)
+    stacked = {k: zoo.stacked(k, [sources[i]["row"] for i in where]) for k in names}
+    for j, i in enumerate(where):
+      per_node[i] = {k: v[j] for k, v in stacked.items()}
+  return stack_models(per_node)
