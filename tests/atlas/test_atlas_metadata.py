@@ -10,15 +10,12 @@ from jatlas.atlas import from_metadata
 from jatlas.atlas.from_metadata import from_cards, from_csv, from_hub, from_jsonl, tag_parents
 from jatlas.io.card import parse_card
 
-SAMPLE = "/work/shared/data/hf_lineage_sample.csv"
-if not os.path.isfile(SAMPLE):
-  SAMPLE = os.path.join(os.path.dirname(__file__), "../../../shared/data/hf_lineage_sample.csv")
+# the repo's copy of a real Hub lineage dump (model, base models, relation)
+SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "data", "hf_lineage_sample.csv")
 
 
 @pytest.fixture(scope="module")
 def sample():
-  if not os.path.isfile(SAMPLE):
-    pytest.skip("shared/data/hf_lineage_sample.csv is not here")
   raw = pd.read_csv(SAMPLE, keep_default_na=False)
   bases = {m.strip(): set() for m in raw.current_model}
   for m, b in zip(raw.current_model, raw.base_model):
