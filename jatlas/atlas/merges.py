@@ -1,11 +1,15 @@
 """Detect merged models: nodes that are a combination of >= 2 others.
 
 Candidates for node i are its k nearest models (Euclidean over the layer-normalised
-weights, `distances.normalised_layers`). Two tests, either one suffices:
+weights, `distances.normalised_layers`); k is large because an average of siblings
+that share a drift is often nearer other siblings than its own parents. Two tests,
+either one suffices:
 
   linear     for every subset S of 2..max_parents candidates, fit x_i,l ~ sum_j w_lj x_j,l
              per layer l by least squares (per layer: soups, per-tensor SLERP, layer-wise
-             recipes); S qualifies when every w_lj >= -0.05 and each parent's mean
+             recipes), S among the TOP nearest candidates and the TOP others of
+             largest median weight in the fit on all k (a merge's parents carry that
+             fit); S qualifies when every w_lj >= -0.05 and each parent's mean
              weight >= min_weight. ratio = residual of the best qualifying S / residual
              of the best single candidate (also fitted with a free scale). An average is
              ~0, a SLERP of nearby models tiny; a fine-tune ~1 (its noise is explained by
@@ -33,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-K = 6
+K = 48
+TOP = 6
 MAX_PARENTS = 3
 RATIO = 0.2
 MIN_WEIGHT = 0.05
@@ -70,14 +75,24 @@ def _fit(gram_LNN, node_B, subset_BS) -> tuple[np.ndarray, np.ndarray]:
   return res, w
 
 
-def _linear_test(gram, nbr_NK, nodes, max_parents, min_weight, ratio):
+def _linear_test(gram, nbr_NK, nodes, max_parents, min_weight, ratio, sizes_L):
   """(ratio [N], parents [N, max_parents] (-1 pad), mean weights [N, max_parents])."""
   n, k = nbr_NK.shape
   singles = _fit(gram, np.repeat(nodes, k), nbr_NK.reshape(-1, 1))[0].reshape(n, k).min(1)
   eps = 1e-12 * np.maximum(gram[:, nodes, nodes].sum(0), 1e-30)
   # no subset fits better than all k candidates together: screen on that one fit
-  screen = np.flatnonzero(np.sqrt(_fit(gram, nodes, nbr_NK)[0] + eps)
-                          < ratio * np.sqrt(singles + eps))
+  res_all, w_all = _fit(gram, nodes, nbr_NK)
+  screen = np.flatnonzero(np.sqrt(res_all + eps) < ratio * np.sqrt(singles + eps))
+  # the combinations are searched among the `top` nearest and the `top` heaviest
+  # others in the fit on all k candidates, where a merge's parents carry the weight
+  # (median over the layers with more entries than candidates: others fit anyhow)
+  top = min(TOP, k)
+  fitted = sizes_L > 2 * k
+  w_all = w_all[:, fitted] if fitted.any() else w_all
+  order = np.argsort(-np.median(w_all, 1), 1, kind="stable")
+  cols = np.array([np.concatenate([np.arange(top), o[o >= top][:top]]) for o in order])
+  nbr_NK = np.take_along_axis(nbr_NK, cols, 1)
+  k = nbr_NK.shape[1]
   best_res = np.full(n, np.inf)
   best_sub = np.full((n, max_parents), -1)
   best_w = np.zeros((n, max_parents))
@@ -133,7 +148,8 @@ def detect_merges(layers: Sequence[np.ndarray], *, k: int = K, max_parents: int 
   d2 = sq[nodes, None] + sq[None, pool] - 2 * gram[:, nodes][:, :, pool].sum(0)
   d2[pool[None, :] == nodes[:, None]] = np.inf
   nbr = pool[np.argsort(d2, 1, kind="stable")[:, :k]]
-  lin_ratio, lin_sub, lin_w = _linear_test(gram, nbr, nodes, max_parents, min_weight, ratio)
+  lin_ratio, lin_sub, lin_w = _linear_test(gram, nbr, nodes, max_parents, min_weight, ratio,
+                                            np.array([x.shape[1] for x in layers]))
   flat = np.concatenate([np.asarray(x, np.float32) for x in layers], 1)
   explained, unique = _selection_test(flat, nodes, nbr, tol)
   found = {}

@@ -7,7 +7,9 @@
      raw weights are first aligned by weight matching (`distances.align_outliers`).
   3. quantized models (`quantized.detect_quantized`) become leaves.
   4. merges (`merges.detect_merges`) get one "merge" edge per parent and enter the
-     spanning tree as free roots (they may still have children).
+     spanning tree as free roots (they may still have children). With a soft
+     direction rule, a merge with a parent over half a generation younger than itself
+     (score gap, step 7) is dropped: the middle of a chain fits its parent and child.
   5. direction: a rule fitted on the documented edges; else on time order (each model's
      nearest earlier model is its parent); else `direction.tree_consistent_rule` on
      every tree's minimum spanning tree. Where times are known, no edge runs backwards
@@ -21,7 +23,12 @@
      distance): only an edge against the likelier direction pays, so a far ancestor
      does not beat the parent for being surely older (with -log P it does); the
      direction term is left out for edges into quantized models; documented edges are
-     forced; a merge is never a parent of its own parents.
+     forced; a merge is never a parent of its own parents. Generation term: with a
+     soft rule, s = the rule's score (P(i -> j) = sigmoid(s_j - s_i)) and step = its
+     typical gap over one generation (`_generation_step`), edge i -> j also pays
+     generation_weight x max(0, 1 - (s_j - s_i) / step)^2: fine-tunes of one parent
+     share a drift, so a child is often nearer a sibling than its parent, but a
+     sibling sits at the same generation (gap ~0) and pays.
   Confidence of a tree edge: the softmax over the child's candidate parents of
   -cost / temperature, taken at the chosen parent; of a quantized edge, that times the
   quantization score; of a merge edge, the merge test's confidence.
@@ -171,8 +178,28 @@ def _fit_rule(feats, names, known, times, trees, exclude_M) -> DirectionRule:
                               names)
 
 
+def _drop_later_parents(found: dict, idx, score_M, step: float) -> dict:
+  """Merges found in tree idx, less those with a parent over half a generation younger
+  (a chain's middle model fits its parent and child)."""
+  return {j: f for j, f in found.items()
+          if np.all(score_M[idx[list(f["parents"])]] - score_M[idx[j]] <= step / 2)}
+
+
+def _generation_step(score_M, trees, exclude_M) -> float | None:
+  """Typical rule-score gap of one generation: the upper quartile of |gap| over the
+  trees' minimum spanning tree edges (those mix sibling links, gap ~0, with
+  parent-child links); None when there are no such edges."""
+  edges = [idx[_mst_edges(d, ~exclude_M[idx])] for idx, d in trees]
+  edges = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
+  if not len(edges):
+    return None
+  step = float(np.percentile(np.abs(score_M[edges[:, 1]] - score_M[edges[:, 0]]), 75))
+  return step if step > 0 else None
+
+
 def _tree_edges(idx, d, p_dir, *, quant, q_score, merges_found, known_local, times,
-                rank_term, direction_weight, temperature, adapter) -> list[tuple]:
+                rank_term, direction_weight, temperature, adapter, rule_score=None,
+                step=None, generation_weight=0.0) -> list[tuple]:
   """(parent row, child row, relation, confidence) for one tree."""
   n = len(idx)
   d0 = _nn_scale(d, ~quant)
@@ -180,6 +207,9 @@ def _tree_edges(idx, d, p_dir, *, quant, q_score, merges_found, known_local, tim
   # only the less likely direction pays: a far ancestor is no better a parent for being
   # surely older
   cost = d / d0 + direction_weight * np.maximum(0.0, np.log((1 - p) / p))
+  if step is not None:  # a sibling (score gap ~0) or a reversed edge pays
+    z = rule_score[None, :] - rule_score[:, None]
+    cost = cost + generation_weight * np.maximum(0.0, 1.0 - z / step) ** 2
   cost[:, quant] = (d / d0)[:, quant]
   if rank_term is not None:
     cost = cost + rank_term
@@ -238,7 +268,7 @@ def recover_lineage(models, ids: Sequence[str], *, known_edges=None, times=None,
                     spec: PermutationSpec | None = None, n_trees: int | None = None,
                     low_rank: bool | str = "auto", quantized: bool = True, merges: bool = True,
                     rule: DirectionRule | None = None, direction_weight: float = 1.0,
-                    temperature: float = 0.25) -> list[dict]:
+                    temperature: float = 0.25, generation_weight: float = 3.0) -> list[dict]:
   """Recovered edges of the models' atlas (module docstring)."""
   tensors = stack_models(models)
   ids = [str(i) for i in ids]
@@ -263,6 +293,11 @@ def recover_lineage(models, ids: Sequence[str], *, known_edges=None, times=None,
   for (idx, _), label in zip(trees, np.unique(labels)):
     merged[idx[list(found.get(label, {}))]] = True
   rule = rule or _fit_rule(feats, names, known, times, trees, quant | merged)
+  score = (feats / rule.scale_F) @ rule.w_F
+  step = None if rule.hard else _generation_step(score, trees, quant | merged)
+  if step is not None:
+    found = {label: _drop_later_parents(found[label], idx, score, step)
+             for (idx, _), label in zip(trees, np.unique(labels)) if label in found}
   edges = []
   for (idx, d), label in zip(trees, np.unique(labels)):
     local = {g: i for i, g in enumerate(idx)}
@@ -275,7 +310,8 @@ def recover_lineage(models, ids: Sequence[str], *, known_edges=None, times=None,
         merges_found=found.get(label, {}),
         known_local=[(local[p], local[c], r) for p, c, r in known if c in local and p in local],
         times=times, rank_term=rank_term, direction_weight=direction_weight,
-        temperature=temperature, adapter=rank_term is not None)
+        temperature=temperature, adapter=rank_term is not None,
+        rule_score=score[idx], step=step, generation_weight=generation_weight)
   return [_edge(ids[p], ids[c], rel, conf) for p, c, rel, conf in edges]
 
 
