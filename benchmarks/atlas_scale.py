@@ -6,13 +6,14 @@ a random earlier one (fans and snakes mixed): child = 1.02 x parent + Gaussian n
 of 8% of the parent's RMS (so RMS rises and kurtosis falls from parent to child).
 Both sides get the same float32 weights and the number of trees:
   jatlas    `recover_lineage(models, ids, n_trees=T, quantized=False, merges=False,
-            low_rank=False)`: kNN single-linkage trees on a sketch, layer-normalised
+            low_rank=False)`: kNN single-linkage trees on a sketch, peak
             distances on device (jitted, chunked), a direction rule fitted on the
             trees' spanning trees, Chu-Liu/Edmonds per tree. Timed after a warm-up
             call on one tree (compiles); the first call's seconds are reported too.
   baseline  what a user writes with NumPy/SciPy/networkx (MoTHer's pipeline): Ward
             clustering of the flattened weights (scipy, cut at T trees), per tree
-            the same layer-normalised distance with scipy cdist per layer, the
+            the same peak distance over the weight matrices (NumPy partition per
+            row: the mean of the 4 largest coordinate changes per layer), the
             kurtosis direction penalty (scipy.stats.kurtosis, lambda = 0.3 mean D),
             networkx's minimum spanning arborescence (Edmonds).
 
@@ -34,7 +35,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import cdist
 from scipy.stats import kurtosis
 
-from jatlas.atlas.recover import recover_lineage
+from jatlas.atlas.recover import PEAK_TOP, recover_lineage
 
 SHAPES = {"params/fc1/kernel": (16, 24), "params/fc1/bias": (24,),
           "params/fc2/kernel": (24, 24), "params/fc2/bias": (24,),
@@ -62,6 +63,14 @@ def planted(nodes: int, tree_size: int, seed: int = 0):
   return out, ids, parent, trees
 
 
+def peak(x_NP, top: int = PEAK_TOP) -> np.ndarray:
+  """[N, N] mean of the top largest |x_i - x_j| coordinates, over its median."""
+  x = x_NP.astype(np.float64)
+  d = np.stack([np.partition(np.abs(x - row), -top, axis=1)[:, -top:].mean(1) for row in x])
+  scale = np.median(d[~np.eye(len(x), dtype=bool)]) if len(x) > 1 else 1.0
+  return d / (scale if scale > 0 else 1.0)
+
+
 def baseline_recover(tensors: dict, n_trees: int, lam: float = 0.3) -> np.ndarray:
   """Parent index per model (-1: root) by the plain pipeline (module docstring)."""
   names = sorted(tensors)
@@ -73,12 +82,7 @@ def baseline_recover(tensors: dict, n_trees: int, lam: float = 0.3) -> np.ndarra
   parent = np.full(m, -1)
   for label in np.unique(labels):
     idx = np.flatnonzero(labels == label)
-    d = np.zeros((len(idx), len(idx)))
-    for k in names:
-      x = tensors[k][idx].reshape(len(idx), -1).astype(np.float64)
-      norm = np.linalg.norm(x, axis=1)
-      d += cdist(x, x) / np.maximum(norm[:, None] + norm[None, :], 1e-30)
-    d /= len(names)
+    d = np.mean([peak(tensors[k][idx].reshape(len(idx), -1)) for k in kernels], 0)
     penalty = lam * d.mean() * (kurt[idx][None, :] > kurt[idx][:, None])
     g = nx.DiGraph()
     g.add_nodes_from(range(len(idx)))

@@ -25,6 +25,7 @@ import pandas as pd
 
 from jatlas import data, experiment, merge
 from jatlas.atlas import Atlas, compare, from_files, from_zoo
+from jatlas.atlas.distances import layer_distance, matrix_names, peak_distance
 from jatlas.atlas.recover import mother_baseline, node_weights, recover_lineage, to_atlas
 from jatlas.files import write_json
 from jatlas.flat_names import unflatten_variables
@@ -196,7 +197,8 @@ def run_methods(cfg, atlas: Atlas, stage: dict) -> dict:
   ids = list(np.random.default_rng(cfg.recover.order_seed).permutation(list(atlas.graph.nodes)))
   tensors = node_weights(atlas, ids)
   runs = {"mother": lambda: mother_baseline(tensors, ids),
-          "jatlas": lambda: recover_lineage(tensors, ids)}
+          "jatlas": lambda: recover_lineage(tensors, ids),
+          "l2-distance": lambda: recover_lineage(tensors, ids, distance="l2")}  # ablation
   if cfg.recover.with_times:
     times = np.array([stage[n] for n in ids], float)
     runs["jatlas+times"] = lambda: recover_lineage(tensors, ids, times=times)
@@ -209,12 +211,30 @@ def run_methods(cfg, atlas: Atlas, stage: dict) -> dict:
   return out
 
 
+def nearest_parent(true: Atlas, stage: dict) -> dict:
+  """{distance: fraction of fine-tune edges whose parent is the child's nearest model
+  among those of an earlier creation stage}: how well each distance alone places."""
+  ids = list(true.graph.nodes)
+  tensors = node_weights(true, ids)
+  names = matrix_names(tensors)
+  stage_M = np.array([stage[n] for n in ids])
+  pos = {n: i for i, n in enumerate(ids)}
+  edges = [(pos[p], pos[c]) for p, c, d in true.graph.edges(data=True)
+           if d["relation"] == "finetune"]
+  out = {}
+  for name, fn in (("peak", peak_distance), ("l2", layer_distance)):
+    d = fn(tensors, names=names)
+    d[stage_M[None, :] >= stage_M[:, None]] = np.inf  # [child, candidate]: earlier only
+    out[name] = round(float(np.mean([np.argmin(d[c]) == p for p, c in edges])), 4)
+  return out
+
+
 def score(true: Atlas, runs: dict) -> tuple[pd.DataFrame, dict]:
   """(table: method x relation, results.json entries)."""
   rows, results = [], {}
   for name, (rec, seconds) in runs.items():
     t = compare(true, rec)
-    key = name.replace("+", "_")
+    key = name.replace("+", "_").replace("-", "_")
     results[key] = {rel: {c: (None if pd.isna(v) else round(float(v), 4))
                           for c, v in r.items()} for rel, r in t.iterrows()}
     results[f"{key}_edge_acc"] = round(float(t.loc["all", "direction"]), 4)
@@ -245,13 +265,14 @@ def main(argv):
   true.save(os.path.join(out, "true.json"))
   runs = run_methods(cfg, true, stage)
   files = {"mother": "mother.json", "jatlas": "recovered.json",
-           "jatlas+times": "recovered_times.json"}
+           "jatlas+times": "recovered_times.json", "l2-distance": "recovered_l2.json"}
   for name, (rec, _) in runs.items():
     rec.save(os.path.join(out, files[name]))
   table, results = score(true, runs)
   figure_error = draw(runs["jatlas"][0], os.path.join(out, "atlas.png"))
   results.update({
       "nodes": len(true), "true_edges": true.relation_counts(),
+      "nearest_parent": nearest_parent(true, stage),
       "zoo_members": {n: int(z.table.final.sum()) for n, z in zoos.items()},
       "figure": None if figure_error else "atlas.png", "figure_error": figure_error,
       "zoo_seconds": round(zoo_s, 1), "grow_seconds": round(grow_s, 1),

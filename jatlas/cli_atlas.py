@@ -109,30 +109,11 @@ def _compare(args, rest):
   print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
-def recover_atlas(zoo_dirs, rows=("final",), method: str = "jatlas"):
-  """The recovered Atlas of zoo checkpoints (what `jatlas atlas recover` writes)."""
-  from jatlas.atlas import from_zoo
-  from jatlas.atlas.recover import mother_baseline, node_weights, recover_lineage, to_atlas
-  rows = list(rows)
-  atlas = from_zoo(zoo_dirs, final_only=rows == ["final"])
-  atlas.graph.remove_edges_from(list(atlas.graph.edges))  # weights only: lineage unused
-  atlas.graph.remove_nodes_from(atlas.placeholders())
-  if rows in (["final"], ["all"]):
-    ids = [n for n, d in atlas.graph.nodes(data=True) if d["meta"].get("status") == "ok"]
-  else:
-    ids = [atlas.require(r) for r in rows]
-  if len(ids) < 2:
-    raise ValueError(f"atlas recover: {len(ids)} model(s) selected; lineage needs >= 2")
-  atlas = atlas.subatlas(ids)
-  fn = {"jatlas": recover_lineage, "mother": mother_baseline}[method]
-  edges = fn(node_weights(atlas, ids), ids)
-  return to_atlas(edges, ids, atlas, provenance="recovered", method=method)
-
-
 def _recover(args, rest):
   from jatlas.atlas.graph import UnknownNodeError
   from jatlas.zoo.store import ZooFormatError
   _no_extra(rest)
+  from jatlas.atlas.recover_zoos import recover_atlas
   try:
     atlas = recover_atlas(args.zoo_dirs, args.rows, args.method)
   except (UnknownNodeError, ZooFormatError, ValueError) as e:

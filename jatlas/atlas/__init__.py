@@ -15,7 +15,7 @@ Usage:
 """
 from jatlas.atlas.compare import compare
 from jatlas.atlas.from_metadata import from_cards, from_csv, from_hub, from_jsonl, from_records
-from jatlas.atlas.from_zoo import from_files, from_zoo, lineage_columns
+from jatlas.atlas.from_local import from_files, from_zoo, lineage_columns
 from jatlas.atlas.graph import RELATIONS, Atlas, UnknownNodeError
 from jatlas.atlas.queries import (ancestors, best_in_tree, descendants, path, root, roots,
                                   siblings, tree)

@@ -10,6 +10,10 @@ tensors (every tensor when no name has a collection prefix).
                    [0, 1] (1 for opposite tensors), so one threshold serves every net.
                    The Gram trick on tensors centred by the subset's mean keeps float32
                    exact enough for near-duplicates (quantized copies).
+  peak_distance    d(a, b) = mean over layers l of the mean of the `top` largest
+                   |a_l - b_l| coordinates, over the layer's median such value: the
+                   lineage distance of `recover` (a fine-tune's largest moves are
+                   inherited; MoTHer's max-abs difference is top = 1).
   diff_rank        numerical rank of b_l - a_l per weight matrix (singular values above
                    rtol x the largest), as a fraction of the matrix's smaller side,
                    averaged over matrices: a LoRA-style fine-tune is ~r / d from its
@@ -52,7 +56,7 @@ from jatlas.flat_names import flatten_variables
 from jatlas.merge.weight_matching import weight_matching
 from jatlas.nets.symmetry import PermutationSpec, permute
 from jatlas.similarity.cka import center_gram
-from jatlas.weights.trees import _first_seen_order, largest_gap_cut
+from jatlas.weights.trees import first_seen_order, largest_gap_cut
 
 CHUNK = 256          # rows of a distance block computed at once
 MAX_EXAMPLES = 128   # rows of a weight matrix kept for its Gram ("100 neurons suffice")
@@ -271,7 +275,7 @@ def cluster_models(tensors, *, spec: PermutationSpec | None = None, n_trees: int
     cut = heights[-drop] if drop else np.inf
   keep = mst.data < cut
   tree = coo_matrix((mst.data[keep], (mst.row[keep], mst.col[keep])), shape=(m, m))
-  return _first_seen_order(connected_components(tree, directed=False)[1])
+  return first_seen_order(connected_components(tree, directed=False)[1])
 
 
 def align_outliers(tensors, idx, d_NN, spec: PermutationSpec, *,
@@ -302,6 +306,44 @@ def align_outliers(tensors, idx, d_NN, spec: PermutationSpec, *,
 def _max_abs_block(rows, cols):
   return jnp.stack([jnp.max(jnp.abs(r[:, None, :] - c[None, :, :]), -1)
                     for r, c in zip(rows, cols)])
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _peak_block(rows, cols, top):
+  """Per layer: mean of the `top` largest |r - c| coordinates -> [L, B, N]."""
+  out = []
+  for r, c in zip(rows, cols):
+    d = jnp.abs(r[:, None, :] - c[None, :, :])
+    total = 0.0
+    for _ in range(top):  # repeated max: far cheaper than lax.top_k on CPU
+      m = jnp.max(d, -1, keepdims=True)
+      total = total + m[..., 0]
+      d = jnp.where(d >= m, -1.0, d)
+    out.append(total / top)
+  return jnp.stack(out)
+
+
+def peak_distance(tensors, idx=None, *, names: Sequence[str] | None = None, top: int = 4,
+                  chunk: int = 16) -> np.ndarray:
+  """[N, N] mean over layers of the mean of the `top` largest |a_l - b_l| coordinates,
+  each layer over its median such value among the models (module docstring)."""
+  idx = np.arange(num_models(tensors)) if idx is None else np.asarray(idx)
+  n, pad = len(idx), _bucket(len(idx))
+  cols = tuple(jnp.asarray(np.pad(x, ((0, pad - n), (0, 0))))
+               for x in _layers(tensors, names or weight_names(tensors), idx))
+  width = max(c.shape[1] for c in cols)
+  chunk = min(chunk, pad, 1 << max(0, int(np.log2(max(2 ** 25 // (pad * width), 1)))))
+  blocks = [_peak_block(tuple(c[s:s + chunk] for c in cols), cols, top)
+            for s in range(0, pad, chunk)]
+  per_layer = np.asarray(jnp.concatenate(blocks, 1), np.float64)[:, :n, :n]
+  off = ~np.eye(n, dtype=bool)
+  for layer in per_layer:
+    scale = np.median(layer[off]) if n > 1 else 0.0
+    layer /= scale if scale > 0 else 1.0
+  d = per_layer.mean(0)
+  d = (d + d.T) / 2
+  np.fill_diagonal(d, 0.0)
+  return d
 
 
 def max_abs_diff(tensors, idx, *, chunk: int = 16) -> np.ndarray:

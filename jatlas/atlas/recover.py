@@ -2,9 +2,16 @@
 
 `recover_lineage` (jatlas, MoTHer plus the Atlas priors):
   1. trees: `distances.cluster_models` (kNN single linkage, largest-gap cut); trees
-     joined by a documented edge are one tree.
-  2. per tree: `layer_distance`; with a permutation spec, members far from all others in
-     raw weights are first aligned by weight matching (`distances.align_outliers`).
+     joined by a documented edge or by a bit-identical tensor are one tree.
+  2. per tree: `peak_distance` over the weight matrices (biases left out: short
+     vectors whose relative change is mostly noise): per layer the mean of the 4
+     largest coordinate changes. Adam fine-tunes move a few coordinates far and
+     descendants carry those moves, while the bulk of a fine-tune's change is
+     task-driven and shared by every model tuned on similar data, so L2 distance
+     (`distance="l2"`, `layer_distance`) often puts a child nearer an uncle or
+     grandparent than its parent. With a permutation spec, members far from all
+     others in raw weights are first aligned by weight matching
+     (`distances.align_outliers`).
   3. quantized models (`quantized.detect_quantized`) become leaves.
   4. merges (`merges.detect_merges`) get one "merge" edge per parent and enter the
      spanning tree as free roots (they may still have children). With a soft
@@ -14,10 +21,11 @@
      nearest earlier model is its parent); else `direction.tree_consistent_rule` on
      every tree's minimum spanning tree. Where times are known, no edge runs backwards
      in time.
-  6. low-rank fine-tunes (auto: the nearest neighbour's difference has median
-     numerical rank under half the matrix side): the rank of the difference, relative
-     to the tree's typical one, is added to the cost of each model's 8 nearest
-     candidates (others count as twice the typical rank).
+  6. low-rank fine-tunes (`low_rank="auto"`: a model whose difference to one of its
+     candidate parents, its 8 nearest models and those sharing a bit-identical tensor
+     (LoRA's frozen biases), has numerical rank under half the matrix side): the rank
+     of the difference over the typical one is added to the cost of each edge into it
+     (non-candidates pay twice the typical rank, or more); its edge is an "adapter".
   7. Chu-Liu/Edmonds per tree on cost(i -> j) = d_ij / d0 + direction_weight x
      max(0, log((1 - P(i -> j)) / P(i -> j))) (d0: the tree's median nearest-neighbour
      distance): only an edge against the likelier direction pays, so a far ancestor
@@ -50,6 +58,7 @@ Usage:
   base = mother_baseline(models, ids)
   tensors = node_weights(atlas, ids); recovered = to_atlas(edges, ids)
 """
+import functools
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -61,7 +70,8 @@ from jatlas.atlas.direction import (KURTOSIS_SUM, DirectionRule, fit_direction, 
                                     tree_consistent_rule)
 from jatlas.atlas.graph import RELATIONS, Atlas
 from jatlas.atlas.distances import (align_outliers, cluster_models, diff_rank, layer_distance,
-                                    max_abs_diff, normalised_layers, num_models, stack_models,
+                                    matrix_names, max_abs_diff, normalised_layers, num_models,
+                                    peak_distance, stack_models,
                                     weight_names)
 from jatlas.atlas.merges import detect_merges
 from jatlas.atlas.quantized import detect_quantized
@@ -70,6 +80,7 @@ from jatlas.weights.trees import cluster_trees
 
 RANK_CANDIDATES = 8
 P_CLIP = 1e-3
+PEAK_TOP = 4
 
 
 def _edge(parent: str, child: str, relation: str, confidence: float) -> dict:
@@ -130,22 +141,51 @@ def _mst_edges(d_NN, keep_N) -> np.ndarray:
   return np.stack([rows[t.row], rows[t.col]], 1)
 
 
-def _rank_term(tensors, idx, d_NN) -> np.ndarray | None:
-  """[N, N] rank of the difference over its typical value, or None (not low-rank)."""
+def _shared_tensor_pairs(tensors, idx, max_group: int = 64) -> np.ndarray:
+  """[K, 2] local (a, b) pairs of models with a bit-identical tensor: a frozen part
+  (LoRA leaves biases and norms as they were) names the parent even when the
+  trained part moved far. Groups over max_group models (one frozen tensor shared by
+  a whole family) are skipped: they say nothing about which one is the parent."""
+  pairs = set()
+  for name in weight_names(tensors):
+    groups: dict[bytes, list[int]] = {}
+    for i, row in enumerate(idx):
+      groups.setdefault(np.ascontiguousarray(tensors[name][row]).tobytes(), []).append(i)
+    for g in groups.values():
+      if 1 < len(g) <= max_group:
+        pairs.update((a, b) for a in g for b in g if a != b)
+  return np.array(sorted(pairs), np.int64).reshape(-1, 2)
+
+
+def _rank_term(tensors, idx, d_NN, every: bool) -> tuple[np.ndarray, np.ndarray] | None:
+  """([N, N] cost added to edges into low-rank children, [N, N] mask of low-rank
+  parent -> child pairs), or None. Candidates of child j: its RANK_CANDIDATES nearest models and those sharing a
+  bit-identical tensor with it. j is low-rank when the difference to a candidate has
+  numerical rank under half the matrix side (every child when `every`); edge i -> j
+  then costs rank(w_j - w_i) over the typical such rank, and 2 x that for models
+  that are no candidate."""
   n = len(idx)
-  if n < 3 or not any(tensors[k].ndim >= 3 for k in weight_names(tensors)):
+  if n < 2 or not matrix_names(tensors):
     return None
-  order = np.argsort(d_NN + np.diag(np.full(n, np.inf)), 1)
-  nn = np.stack([np.arange(n), order[:, 0]], 1)
-  r_nn = diff_rank(tensors, idx[nn])
-  if np.median(r_nn) >= 0.5:
-    return None
-  r0 = max(float(np.median(r_nn)), 1e-6)
   kc = min(RANK_CANDIDATES, n - 1)
-  pairs = np.stack([np.repeat(np.arange(n), kc), order[:, :kc].ravel()], 1)
-  term = np.full((n, n), 2.0)
-  term[pairs[:, 1], pairs[:, 0]] = diff_rank(tensors, idx[pairs]) / r0
-  return np.minimum(term, term.T)
+  order = np.argsort(d_NN + np.diag(np.full(n, np.inf)), 1)[:, :kc]
+  pairs = np.concatenate([np.stack([order.ravel(), np.repeat(np.arange(n), kc)], 1),
+                          _shared_tensor_pairs(tensors, idx)])
+  pairs = np.unique(pairs, axis=0)
+  r_K = diff_rank(tensors, idx[pairs])
+  best = np.full(n, np.inf)
+  np.minimum.at(best, pairs[:, 1], r_K)
+  low = np.ones(n, bool) if every else best < 0.5
+  if not low.any():
+    return None
+  r0 = max(float(np.median(best[low])), 1e-6)
+  term = np.zeros((n, n))
+  term[:, low] = np.maximum(2.0, np.max(r_K) / r0)
+  into_low = low[pairs[:, 1]]
+  term[pairs[into_low, 0], pairs[into_low, 1]] = r_K[into_low] / r0
+  low_pair = np.zeros((n, n), bool)
+  low_pair[pairs[:, 0], pairs[:, 1]] = r_K < 0.5
+  return term, low_pair
 
 
 def _confidence(cost_NN, parent_N, temperature: float) -> np.ndarray:
@@ -198,7 +238,7 @@ def _generation_step(score_M, trees, exclude_M) -> float | None:
 
 
 def _tree_edges(idx, d, p_dir, *, quant, q_score, merges_found, known_local, times,
-                rank_term, direction_weight, temperature, adapter, rule_score=None,
+                rank_term, direction_weight, temperature, rule_score=None,
                 step=None, generation_weight=0.0) -> list[tuple]:
   """(parent row, child row, relation, confidence) for one tree."""
   n = len(idx)
@@ -211,8 +251,9 @@ def _tree_edges(idx, d, p_dir, *, quant, q_score, merges_found, known_local, tim
     z = rule_score[None, :] - rule_score[:, None]
     cost = cost + generation_weight * np.maximum(0.0, 1.0 - z / step) ** 2
   cost[:, quant] = (d / d0)[:, quant]
+  low_pair = np.zeros((n, n), bool)
   if rank_term is not None:
-    cost = cost + rank_term
+    cost, low_pair = cost + rank_term[0], rank_term[1]
   if times is not None:
     t = np.asarray(times)[idx]
     cost[t[:, None] > t[None, :]] = np.inf
@@ -236,7 +277,7 @@ def _tree_edges(idx, d, p_dir, *, quant, q_score, merges_found, known_local, tim
   for j in np.flatnonzero(parent >= 0):
     if j in documented:
       continue
-    rel = "quantized" if quant[j] else ("adapter" if adapter else "finetune")
+    rel = "quantized" if quant[j] else ("adapter" if low_pair[parent[j], j] else "finetune")
     c = conf[j] * (q_score[j] if quant[j] else 1.0)
     out.append((idx[parent[j]], idx[j], rel, c))
   for j, found in merges_found.items():
@@ -264,27 +305,43 @@ def _drop_base(found: dict, parent_N) -> tuple:
   return ps
 
 
+def _distance_fn(distance: str, distance_layers: str):
+  fns = {"peak": functools.partial(peak_distance, top=PEAK_TOP), "l2": layer_distance}
+  problems = [f"distance={distance!r}, expected one of {sorted(fns)}"] if distance not in fns else []
+  if distance_layers not in ("matrices", "all"):
+    problems.append(f"distance_layers={distance_layers!r}, expected 'matrices' or 'all'")
+  if problems:
+    raise ValueError("recover_lineage: " + "; ".join(problems))
+  return fns[distance]
+
+
 def recover_lineage(models, ids: Sequence[str], *, known_edges=None, times=None,
                     spec: PermutationSpec | None = None, n_trees: int | None = None,
                     low_rank: bool | str = "auto", quantized: bool = True, merges: bool = True,
                     rule: DirectionRule | None = None, direction_weight: float = 1.0,
-                    temperature: float = 0.25, generation_weight: float = 3.0) -> list[dict]:
+                    temperature: float = 0.25, generation_weight: float = 3.0,
+                    distance: str = "peak", distance_layers: str = "matrices") -> list[dict]:
   """Recovered edges of the models' atlas (module docstring)."""
   tensors = stack_models(models)
   ids = [str(i) for i in ids]
   _check(tensors, ids, times)
+  distance_fn = _distance_fn(distance, distance_layers)
   m = num_models(tensors)
   known = _known(known_edges, ids)
-  labels = _join(cluster_models(tensors, spec=spec, n_trees=n_trees), known)
+  # models sharing a bit-identical tensor (a frozen part) are one family
+  shared = [(a, b, "") for a, b in _shared_tensor_pairs(tensors, np.arange(m))]
+  labels = _join(cluster_models(tensors, spec=spec, n_trees=n_trees), known + shared)
   quant, q_score = detect_quantized(tensors) if quantized else (np.zeros(m, bool), np.zeros(m))
   feats, names = model_features(tensors)
+  # biases are short and move as much as kernels in relative terms: they add noise
+  dist_names = (matrix_names(tensors) or None) if distance_layers == "matrices" else None
   trees, found = [], {}
   for label in np.unique(labels):
     idx = np.flatnonzero(labels == label)
-    d = layer_distance(tensors, idx)
+    d = distance_fn(tensors, idx, names=dist_names)
     if spec is not None:
       tensors, moved = align_outliers(tensors, idx, d, spec)
-      d = layer_distance(tensors, idx) if moved else d
+      d = distance_fn(tensors, idx, names=dist_names) if moved else d
     trees.append((idx, d))
     if merges and len(idx) >= 3:
       found[label] = detect_merges(normalised_layers(tensors, idx),
@@ -301,16 +358,13 @@ def recover_lineage(models, ids: Sequence[str], *, known_edges=None, times=None,
   edges = []
   for (idx, d), label in zip(trees, np.unique(labels)):
     local = {g: i for i, g in enumerate(idx)}
-    rank_term = (_rank_term(tensors, idx, d) if low_rank == "auto" or low_rank is True
-                 else None)
-    if low_rank is True and rank_term is None:
-      rank_term = np.zeros_like(d)
+    rank_term = _rank_term(tensors, idx, d, low_rank is True) if low_rank else None
     edges += _tree_edges(
         idx, d, rule.pairwise(feats[idx]), quant=quant[idx], q_score=q_score[idx],
         merges_found=found.get(label, {}),
         known_local=[(local[p], local[c], r) for p, c, r in known if c in local and p in local],
         times=times, rank_term=rank_term, direction_weight=direction_weight,
-        temperature=temperature, adapter=rank_term is not None,
+        temperature=temperature,
         rule_score=score[idx], step=step, generation_weight=generation_weight)
   return [_edge(ids[p], ids[c], rel, conf) for p, c, rel, conf in edges]
 

@@ -91,10 +91,10 @@ def cluster_trees(W, n_trees: int | None = None, threshold: float | None = None,
   else:
     k = n_trees if n_trees is not None else largest_gap_cut(link_L4[:, 2])
     raw_R = hierarchy.fcluster(link_L4, k, criterion="maxclust")
-  return _first_seen_order(raw_R)
+  return first_seen_order(raw_R)
 
 
-def _first_seen_order(raw_R: np.ndarray) -> np.ndarray:
+def first_seen_order(raw_R: np.ndarray) -> np.ndarray:
   """Relabels clusters 0, 1, ... in the order their first model appears."""
   _, first, inverse = np.unique(raw_R, return_index=True, return_inverse=True)
   rank = np.argsort(np.argsort(first))

@@ -5,7 +5,8 @@ import pytest
 
 from jatlas import merge, nets
 from jatlas.atlas.distances import (cluster_models, diff_rank, invariant_embedding,
-                                    layer_distance, normalised_layers, stack_models)
+                                    layer_distance, max_abs_diff, normalised_layers,
+                                    peak_distance, stack_models)
 from jatlas.atlas.merges import detect_merges
 from jatlas.atlas.quantized import detect_quantized, is_quantized
 from jatlas.similarity import linear_cka
@@ -48,6 +49,26 @@ def test_layer_distance_and_rank_match_numpy():
       rng.normal(size=(w.shape[0], 2)) @ rng.normal(size=(2, w.shape[-1]))).astype(np.float32)
       if w.ndim == 2 else w, ms[0])])
   np.testing.assert_allclose(diff_rank(low, [(0, 1)]), [(2 / 12 + 2 / 5) / 2])
+
+
+@pytest.mark.parametrize("top", [1, 3])
+def test_peak_distance_matches_numpy(top):
+  rng = np.random.default_rng(1)
+  ms = [model(rng) for _ in range(3)] + [tweak(model(rng), rng, 1e-2) for _ in range(2)]
+  t = stack_models(ms)
+  names = ["params/fc1/kernel", "params/head/kernel"]
+  d = peak_distance(t, names=names, top=top)
+  per = []
+  for n in names:
+    x = t[n].reshape(5, -1).astype(np.float64)
+    diff = np.abs(x[:, None] - x[None])
+    p = np.sort(diff, -1)[..., -top:].mean(-1)
+    per.append(p / np.median(p[~np.eye(5, dtype=bool)]))
+  np.testing.assert_allclose(d, np.mean(per, 0), rtol=1e-5, atol=1e-7)
+  if top == 1:  # MoTHer's max-abs difference, up to each layer's scale
+    raw = max_abs_diff(t, np.arange(5))[[1, 2]]  # weight_names order: fc1/bias first
+    np.testing.assert_allclose(
+        d, np.mean([r / np.median(r[~np.eye(5, dtype=bool)]) for r in raw], 0), rtol=1e-5)
 
 
 def test_invariant_embedding_is_debiased_cka_and_ignores_permutations():
@@ -120,6 +141,21 @@ def test_planted_merges_found_and_fine_tunes_are_not_merges():
     assert 0 < found[node]["confidence"] <= 1
   assert found[len(ms) - 1]["test"] == "selection"
   assert set(found[len(ms) - 1]["parents"]) <= {0, 1, 4}  # TIES: the base copies too
+
+
+def test_ties_of_two_fine_tunes_sharing_a_drift_is_a_merge():
+  """Siblings that moved the same way keep the same top coordinates, which TIES
+  averages (nobody's value): the selection test must still find both parents."""
+  rng = np.random.default_rng(5)
+  base = model(rng)
+  drift = tweak(jax.tree.map(np.zeros_like, base), rng, 0.1)
+  fts = [jax.tree.map(lambda b, s, n: (b + s + n).astype(np.float32), base, drift,
+                      tweak(jax.tree.map(np.zeros_like, base), rng, 0.05)) for _ in range(6)]
+  ms = [base, *fts, jax.tree.map(np.asarray, merge.ties(base, [fts[0], fts[1]], density=0.3))]
+  t = stack_models(ms)
+  found = detect_merges(normalised_layers(t, np.arange(len(ms))))
+  assert set(found) == {7}, found
+  assert {1, 2} <= set(found[7]["parents"]) <= {0, 1, 2}
 
 
 def test_merges_of_unrelated_random_models():

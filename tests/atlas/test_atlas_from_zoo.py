@@ -6,7 +6,7 @@ import pytest
 
 from jatlas import merge
 from jatlas.atlas import queries
-from jatlas.atlas.from_zoo import from_files, from_zoo, lineage_columns
+from jatlas.atlas.from_local import from_files, from_zoo, lineage_columns
 from jatlas.config import load_config
 from jatlas.io import save_safetensors
 from jatlas.zoo import train_zoo

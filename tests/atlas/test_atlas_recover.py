@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from jatlas import nets
+from jatlas.atlas import recover
+from jatlas.atlas.distances import cluster_models, matrix_names, peak_distance, stack_models
 from jatlas.atlas.recover import mother_baseline, recover_lineage
 
 SHAPES = {"params/fc1/kernel": (16, 24), "params/fc1/bias": (24,),
@@ -126,6 +128,30 @@ def test_permuted_child_is_aligned_and_placed():
   pairs = {(e["parent"], e["child"]) for e in got}
   assert ("r0", "r0/c2") in pairs  # the relabelled child found its tree and parent
   assert sum((f"r{i // 5}", ids[i]) in pairs for i in range(10) if i % 5) == 8
+
+
+def test_low_rank_child_far_from_its_parent_is_found_by_its_frozen_biases(monkeypatch):
+  """A LoRA-style child (rank-2 kernel updates, biases frozen) moved much further than
+  the fan is wide, so its nearest models are any of the fan: its own tree by distance
+  and its parent not among its nearest candidates. The bit-identical biases join the
+  trees and name the parent; the rank of the difference confirms it."""
+  rng = np.random.default_rng(2)
+  root = {k: rng.standard_t(4, size=s).astype(np.float32) for k, s in SHAPES.items()}
+  fan = [{k: (1.02 * w + 0.08 * rng.normal(size=w.shape)).astype(np.float32)
+          for k, w in root.items()} for _ in range(16)]
+  lora = {k: (w + 3.0 * (rng.normal(size=(w.shape[0], 2)) @ rng.normal(size=(2, w.shape[1])))
+              ).astype(np.float32) if w.ndim == 2 else w for k, w in fan[3].items()}
+  models, ids = [root, *fan, lora], ["root", *[f"f{i}" for i in range(16)], "lora"]
+  t = stack_models(models)
+  monkeypatch.setattr(recover, "RANK_CANDIDATES", 1)
+  assert cluster_models(t)[-1] != cluster_models(t)[0]
+  d = peak_distance(t, names=matrix_names(t))
+  assert np.argsort(d[-1])[1] != 4  # the nearest model is not the parent
+  got = {e["child"]: e for e in recover_lineage(models, ids, quantized=False, merges=False)}
+  assert got["lora"]["parent"] == "f3" and got["lora"]["relation"] == "adapter"
+  assert all(e["relation"] == "finetune" for c, e in got.items() if c != "lora")
+  with pytest.raises(ValueError, match="distance='cosine'.*distance_layers='some'"):
+    recover_lineage(models, ids, distance="cosine", distance_layers="some")
 
 
 def test_bad_inputs_are_named():

@@ -43,10 +43,13 @@ def test_smoke_run_writes_atlases_and_table(tmp_path, run_smoke):
   assert sorted(recipe["parents"]) == true.parents(m)
   assert len({true.parents(p)[0] for p in recipe["parents"]}) == 1
   table = pd.read_csv(os.path.join(out, "results.csv"))
-  assert set(table.method) == {"mother", "jatlas", "jatlas+times"}
+  assert set(table.method) == {"mother", "jatlas", "jatlas+times", "l2-distance"}
+  assert set(r["nearest_parent"]) == {"peak", "l2"}
+  assert all(0 <= v <= 1 for v in r["nearest_parent"].values())
   rels = ["finetune", "adapter", "quantized", "merge", "all"]
   assert table[table.method == "jatlas"].relation.tolist() == rels
-  for name, path in (("jatlas", "recovered.json"), ("mother", "mother.json")):
+  for name, path in (("jatlas", "recovered.json"), ("mother", "mother.json"),
+                     ("l2_distance", "recovered_l2.json")):
     rec = Atlas.load(os.path.join(out, path))
     assert sorted(rec.graph.nodes) == sorted(true.graph.nodes)
     assert set(rec.edges_table().provenance) == {"recovered"}
