@@ -1,8 +1,9 @@
 """Training-state checkpoints (orbax) so an interrupted zoo run resumes.
 
-The state of the whole population (params, optimizer states, alive masks) is
-saved as one sharded pytree, with a small JSON side item (step, metrics rows
-of the epochs already written). Only the latest checkpoint is kept.
+The training state of a wave of members is saved as one sharded pytree, with a
+small JSON side item (wave, step, metrics rows of the epochs already written).
+Only the latest checkpoint is kept. What the pytree holds is the caller's choice
+(`jatlas.zoo.train` leaves out params that a shard written at the same step holds).
 """
 import os
 
@@ -11,8 +12,8 @@ import orbax.checkpoint as ocp
 
 
 class TrainCheckpoints:
-  """Usage: ckpt = TrainCheckpoints(dir); ckpt.save(step, states, meta);
-  states, meta = ckpt.restore(abstract_states)."""
+  """Usage: ckpt = TrainCheckpoints(dir); ckpt.save(step, tree, meta);
+  meta = ckpt.restore_meta(); tree, meta = ckpt.restore(abstract_tree)."""
 
   def __init__(self, directory: str):
     self.directory = os.path.abspath(directory)  # orbax needs absolute paths
@@ -26,6 +27,15 @@ class TrainCheckpoints:
     self._mgr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(states), meta=ocp.args.JsonSave(meta)))
     self._mgr.wait_until_finished()
+
+  def restore_meta(self) -> dict:
+    step = self._mgr.latest_step()
+    return self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def step_bytes(self, step: int) -> int:
+    """Bytes on disk of checkpoint `step`."""
+    root = os.path.join(self.directory, str(step))
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
 
   def restore(self, abstract_states):
     """abstract_states: pytree of jax.ShapeDtypeStruct with the target shardings."""

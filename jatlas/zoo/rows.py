@@ -34,10 +34,15 @@ def row_id(member: int, epoch: int) -> str:
 
 
 def checkpoint_rows(spec: PopulationSpec, cfg, epoch: int, step: int, shard: str,
-                    metrics: dict, alive, diverged_step, parents) -> list[dict]:
-  """One row per member whose training reaches `epoch` (its final weights included)."""
+                    metrics: dict, alive, diverged_step, parents,
+                    members: tuple[int, int] | None = None) -> list[dict]:
+  """One row per member whose training reaches `epoch` (its final weights included).
+  members: the [start, stop) range the shard and the per-member arrays (metrics,
+  alive, diverged_step) hold (a wave); default all."""
+  a, b = members or (0, len(spec))
   rows = []
-  for m in np.flatnonzero(spec.epochs >= epoch):
+  for m in a + np.flatnonzero(spec.epochs[a:b] >= epoch):
+    i = m - a
     parent_id, parent_zoo = (parents.row_ids[spec.parent_index[m]], parents.dir) if parents \
         else ("", "")
     rows.append({
@@ -50,9 +55,9 @@ def checkpoint_rows(spec: PopulationSpec, cfg, epoch: int, step: int, shard: str
         "shared_order": bool(cfg.zoo.shared_order),
         "epoch": int(epoch), "step": int(step),
         "final": bool(epoch == spec.epochs[m]),
-        "shard": shard, "index": int(m),
-        **{k: float(metrics[k][m]) for k in METRICS},
-        "status": "ok" if alive[m] else "diverged", "diverged_step": int(diverged_step[m]),
+        "shard": shard, "index": int(i),
+        **{k: float(metrics[k][i]) for k in METRICS},
+        "status": "ok" if alive[i] else "diverged", "diverged_step": int(diverged_step[i]),
         "model": cfg.model.name, "dataset": cfg.data.name,
         "parent_id": parent_id, "parent_zoo": parent_zoo,
         "relation": cfg.zoo.relation if parents else "",

@@ -7,7 +7,9 @@ A zoo directory holds
   members.parquet       one row per member and checkpoint; `shard` and `index`
                         locate its tensors (columns: see jatlas.zoo.rows)
   params-eNNNN.safetensors  tensors named like `params/conv1/kernel`, shape
-                        [members, *tensor_shape], one shard per saved epoch.
+                        [members, *tensor_shape], one shard per saved epoch
+                        (per epoch and wave, params-eNNNN-wNNNN, when the zoo was
+                        trained in waves of members: `jatlas.zoo.waves`).
 Everything is readable without jatlas (safetensors + pandas). Opening checks
 every shard header against the manifest (names, shapes, dtypes); verify=True
 also recomputes each shard's sha256, which reads every byte.
@@ -44,14 +46,16 @@ class ZooFormatError(ValueError):
   """A zoo directory or shard is missing, truncated or inconsistent."""
 
 
-def shard_name(epoch: int) -> str:
-  return f"params-e{epoch:04d}.safetensors"
+def shard_name(epoch: int, wave: int | None = None) -> str:
+  """params-eNNNN.safetensors; a zoo trained in waves has one shard per epoch and wave,
+  params-eNNNN-wNNNN.safetensors (the table's shard and index columns locate rows)."""
+  return f"params-e{epoch:04d}{'' if wave is None else f'-w{wave:04d}'}.safetensors"
 
 
-def write_shard(zoo_dir: str, epoch: int, tensors_M: dict) -> dict:
-  """Writes stacked tensors [M, ...] of one saved epoch; returns its manifest entry
-  {"file", "epoch", "members", "sha256"}."""
-  name = shard_name(epoch)
+def write_shard(zoo_dir: str, epoch: int, tensors_M: dict, name: str | None = None) -> dict:
+  """Writes stacked tensors [M, ...] of one saved epoch (to `name`, default
+  shard_name(epoch)); returns its manifest entry {"file", "epoch", "members", "sha256"}."""
+  name = name or shard_name(epoch)
   leading = {k: int(np.shape(v)[0]) for k, v in tensors_M.items()}
   if len(set(leading.values())) != 1:
     raise ValueError(f"shard {name}: tensors need one leading member axis, got {leading}")
@@ -93,14 +97,15 @@ def _tensor_problems(path: str, name: str, info: tensor_files.TensorInfo, spec: 
   return problems
 
 
-def _open_shard(path: str):
+def open_shard(path: str):
+  """A zoo shard as a `tensor_files.TensorFile` (context manager)."""
   return tensor_files.open_tensors(path, error=ZooFormatError, what="zoo shard")
 
 
 def _shard_problems(path: str, tensors: dict, members: int) -> list[str]:
   """Every way the shard's header disagrees with the manifest (names, shapes, dtypes)."""
   try:
-    with _open_shard(path) as f:
+    with open_shard(path) as f:
       header = f.header()
   except ZooFormatError as e:  # missing, truncated: reported with the other shards' problems
     return [str(e)]
@@ -215,7 +220,7 @@ class Zoo:
       if shard not in members:
         raise ZooFormatError(f"{TABLE} of zoo {self.dir} points to shard {shard}, which "
                              f"{MANIFEST} does not list")
-      with _open_shard(path) as f:
+      with open_shard(path) as f:
         header = f.header()
         problems = [p for n, s in specs.items() for p in (
             [f"{path} has no tensor {n}"] if n not in header

@@ -28,8 +28,8 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from jatlas import data, files
-from jatlas.flat_names import flatten_variables
-from jatlas.zoo import lock, recipe, schema, sharding, store
+from jatlas.flat_names import flatten_variables, unflatten_variables
+from jatlas.zoo import lock, recipe, schema, sharding, store, waves
 from jatlas.zoo.checkpoint import TrainCheckpoints, abstract_like
 from jatlas.zoo.classifier import classification_metrics, classifier
 from jatlas.zoo.engine import Engine
@@ -59,44 +59,67 @@ class Run:
   spec: PopulationSpec
   sched: Schedule
   eng: Engine
-  members: Member
   parents: Parents | None
   splits: dict          # split -> TrainData on device (train: the training data)
   record: dict          # what a resume must match: config and data fingerprint
   variables: dict       # {flat name: ShapeDtypeStruct} of one member's variables
+  waves: list           # [(start, stop)] member ranges trained one after another
+  wave_note: str        # how the wave size was chosen
 
   @property
   def m(self) -> int:
     return len(self.spec)
 
-  def evaluate(self, states) -> dict:
+  def wave_members(self, w: int) -> Member:
+    a, b = self.waves[w]
+    spec, sched = self.spec.take(slice(a, b)), self.sched
+    return self.eng.members(seed=spec.seed, task=spec.task, lr=spec.lr,
+                            weight_decay=spec.weight_decay,
+                            optimizer=[OPTIMIZERS[k] for k in spec.optimizer],
+                            init_scale=spec.init_scale,
+                            total_steps=spec.epochs * sched.steps_per_epoch)
+
+  def shard(self, epoch: int, w: int) -> str:
+    return store.shard_name(epoch, w if len(self.waves) > 1 else None)
+
+  def evaluate(self, states, members: Member, n: int) -> dict:
     out = {}
     for split, split_data in self.splits.items():
-      sums = sharding.to_host(self.eng.evaluate(states, self.members, split_data))
+      sums = sharding.to_host(self.eng.evaluate(states, members, split_data))
       loss, acc, bacc = classification_metrics(sums)
       out.update({f"{split}_loss": loss, f"{split}_acc": acc, f"{split}_bacc": bacc})
-    return {k: np.asarray(v)[:self.m] for k, v in out.items()}
+    return {k: np.asarray(v)[:n] for k, v in out.items()}
 
-  def end_of_epoch(self, states, epoch: int, step: int, meta: dict) -> None:
-    """Logs population metrics; at save epochs writes a shard and the members' rows."""
-    metrics = self.evaluate(states)
-    host = sharding.to_host({"variables": {"params": states.params, **states.state},
-                             "alive": states.alive, "diverged": states.diverged_step})
-    alive = np.asarray(host["alive"])[:self.m]
+  def end_of_epoch(self, states, members: Member, w: int, epoch: int, step: int,
+                   meta: dict) -> None:
+    """Logs the wave's metrics; at save epochs writes its shard and the members' rows."""
+    a, b = self.waves[w]
+    metrics = self.evaluate(states, members, b - a)
+    host = sharding.to_host({"alive": states.alive, "diverged": states.diverged_step})
+    alive = np.asarray(host["alive"])[:b - a]
     primary = jax.process_index() == 0
     if primary:
+      line = eval_summary(epoch, step, metrics, alive)
+      if len(self.waves) > 1:
+        line.update(wave=w, members=[a, b])
       with open(os.path.join(self.out_dir, METRICS), "a") as f:
-        f.write(json.dumps(eval_summary(epoch, step, metrics, alive)) + "\n")
+        f.write(json.dumps(line) + "\n")
     if epoch not in self.sched.save_epochs:
       return
-    tensors = {k: np.asarray(v)[:self.m]
-               for k, v in flatten_variables(host["variables"]).items()}
-    entry = store.write_shard(self.out_dir, epoch, tensors) if primary else \
-        {"file": store.shard_name(epoch), "epoch": epoch, "members": self.m}
+    variables = sharding.to_host({"params": states.params, **states.state})
+    tensors = {k: np.asarray(v)[:b - a] for k, v in flatten_variables(variables).items()}
+    del variables
+    name = self.shard(epoch, w)
+    entry = store.write_shard(self.out_dir, epoch, tensors, name=name) if primary else \
+        {"file": name, "epoch": epoch, "members": b - a}
+    del tensors
     meta["shards"].append(entry)
-    shard = entry["file"]
-    meta["rows"].extend(checkpoint_rows(self.spec, self.cfg, epoch, step, shard, metrics, alive,
-                                        np.asarray(host["diverged"])[:self.m], self.parents))
+    if primary:
+      meta["bytes_written"] += os.path.getsize(os.path.join(self.out_dir, name))
+    meta["rows"].extend(checkpoint_rows(self.spec, self.cfg, epoch, step, name, metrics, alive,
+                                        np.asarray(host["diverged"])[:b - a], self.parents,
+                                        members=(a, b)))
+    meta["params_from"] = name  # this step's params and state are in the shard
 
 
 def _fingerprint(ds: data.Dataset, tasks: data.TaskSet) -> str:
@@ -130,17 +153,23 @@ def plan(cfg, out_dir: str, devices=None) -> Run:
   eng = Engine(pop, batch_size=z.batch_size, steps_per_epoch=sched.steps_per_epoch,
                mesh=sharding.population_mesh(devices), shared_order=z.shared_order,
                order_seed=z.seed, divergence_factor=z.divergence_factor)
-  members = eng.members(seed=spec.seed, task=spec.task, lr=spec.lr,
-                        weight_decay=spec.weight_decay,
-                        optimizer=[OPTIMIZERS[k] for k in spec.optimizer],
-                        init_scale=spec.init_scale,
-                        total_steps=spec.epochs * sched.steps_per_epoch)
   splits = {s: eng.put(labels_data(ds.split(s)[0], tasks.labels[s])) for s in data.SPLITS}
+  waves, note = _plan_waves(z.wave_size, eng, len(spec))
   record = {"config": json.loads(json.dumps(cfg.to_dict(), default=str)),
-            "data_sha256": _fingerprint(ds, tasks)}
+            "data_sha256": _fingerprint(ds, tasks), "waves": [list(w) for w in waves]}
   return Run(cfg=cfg, out_dir=out_dir, ds=ds, tasks=tasks, spec=spec, sched=sched, eng=eng,
-             members=members, parents=parents, splits=splits, record=record,
-             variables=variables)
+             parents=parents, splits=splits, record=record, variables=variables,
+             waves=waves, wave_note=note)
+
+
+def _plan_waves(wave_size: int, eng: Engine, m: int) -> tuple[list, str]:
+  """([(start, stop)], note): zoo.wave_size members at once, or (0) what fits in memory."""
+  devices = eng.mesh.devices.size
+  if wave_size:
+    size, note = wave_size, f"wave size {wave_size} (zoo.wave_size)"
+  else:
+    size, note = waves.choose_wave_size(m, waves.state_bytes(eng), devices)
+  return waves.wave_slices(m, size, devices), note
 
 
 def differences(old: dict, new: dict, where: str = "in the unfinished run") -> list[str]:
@@ -162,6 +191,13 @@ def _check_resume(run: Run) -> None:
     raise ResumeMismatchError(f"{run.out_dir} holds an unfinished run whose record {path} "
                               f"cannot be read ({e}); remove the folder or choose another "
                               "--out") from None
+  if run.cfg.zoo.wave_size == 0 and old.get("waves") and \
+      old["config"]["zoo"].get("wave_size") == 0 and old["waves"] != run.record["waves"]:
+    # "auto" chose by the free memory of the time: keep the waves the run started with
+    run.waves = [tuple(w) for w in old["waves"]]
+    run.record["waves"] = old["waves"]
+    run.wave_note = (f"resuming with the run's own waves ({len(run.waves)} of up to "
+                     f"{max(b - a for a, b in run.waves)} members)")
   diff = differences(old, run.record)
   if diff:
     raise ResumeMismatchError(
@@ -170,13 +206,14 @@ def _check_resume(run: Run) -> None:
         + "\n  ".join(diff))
 
 
-def _keep_metrics_up_to(out_dir: str, step: int) -> None:
+def _keep_metrics_up_to(out_dir: str, wave: int, step: int) -> None:
   """Drops metrics lines logged after the checkpoint (a kill between the two)."""
   path = os.path.join(out_dir, METRICS)
   if not os.path.isfile(path):
     return
   with open(path) as f:
-    lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    lines = [line for line in f if line.strip()
+             and (json.loads(line).get("wave", 0), json.loads(line)["step"]) <= (wave, step)]
   with files.atomic_path(path) as tmp, open(tmp, "w") as f:
     f.writelines(lines)
 
@@ -191,46 +228,111 @@ def _start_fresh(run: Run) -> None:
   files.write_json(os.path.join(d, "config.json"), run.cfg.to_dict())
 
 
-def _start(run: Run, ckpt: TrainCheckpoints):
-  """(states, meta): fresh, or restored from the last checkpoint after checks."""
-  start = run.parents.start(run.spec.parent_index, run.members.task.shape[0], run.eng.mesh) \
-      if run.parents else None
-  states = run.eng.init(run.members, start)
+def _start(run: Run, ckpt: TrainCheckpoints) -> dict:
+  """meta of a fresh run, or of the last checkpoint after checks."""
   primary = jax.process_index() == 0
   if ckpt.latest_step() is None:
     if primary:
       _start_fresh(run)
-    return states, {"step": 0, "rows": [], "shards": []}
+    return {"wave": 0, "step": 0, "rows": [], "shards": [], "bytes_written": 0,
+            "params_from": None}
   if primary:
     _check_resume(run)
-  states, meta = ckpt.restore(abstract_like(states))
+  meta = ckpt.restore_meta()
   if primary:
-    _keep_metrics_up_to(run.out_dir, meta["step"])
-  return states, meta
+    _keep_metrics_up_to(run.out_dir, meta["wave"], meta["step"])
+  return meta
 
 
-def _train(run: Run, states, meta: dict, ckpt: TrainCheckpoints, progress: bool) -> dict:
-  """Runs the schedule from meta["step"]: evaluations, saves, checkpoints."""
-  sched, step = run.sched, meta["step"]
-  bar = tqdm(total=sched.total_steps, initial=step, disable=not progress,
-             desc=f"zoo {run.m} members", unit="step")
-  if step == 0 and 0 in sched.save_epochs:
-    run.end_of_epoch(states, 0, 0, meta)
-  while step < sched.total_steps:
-    n = sched.next_chunk(step)
-    states, loss_SM = run.eng.run(states, run.members, run.splits["train"], step, n)
-    step += n
-    loss_M = np.asarray(sharding.to_host(loss_SM))[-1][:run.m]
-    alive = np.asarray(sharding.to_host(states.alive))[:run.m]
-    bar.update(n)
-    bar.set_postfix(loss=f"{np.nanmean(loss_M):.3f}" if np.isfinite(loss_M).any() else "-",
-                    alive=f"{alive.sum()}/{run.m}")
-    epoch, rem = divmod(step, sched.steps_per_epoch)
-    if rem == 0 and epoch in sched.eval_epochs:
-      run.end_of_epoch(states, epoch, step, meta)
-    meta["step"] = step
-    if rem == 0 and epoch in sched.checkpoint_epochs:
-      ckpt.save(step, states, meta)
+def _payload(states, params_in_shard: bool) -> dict:
+  """What a checkpoint stores: all of the training state, less the params and state
+  when the shard written at this step holds them."""
+  out = {"opt_state": states.opt_state, "alive": states.alive,
+         "diverged_step": states.diverged_step, "loss_ref": states.loss_ref}
+  if not params_in_shard:
+    out.update(params=states.params, state=states.state)
+  return out
+
+
+def _wave_states(run: Run, ckpt: TrainCheckpoints, members: Member, w: int, meta: dict):
+  """The wave's states: fresh at step 0, else restored from the checkpoint (params
+  from the shard named in meta["params_from"] when the checkpoint left them out)."""
+  a, b = run.waves[w]
+  start = run.parents.start(run.spec.parent_index[a:b], members.task.shape[0], run.eng.mesh) \
+      if run.parents else None
+  states = run.eng.init(members, start)
+  if meta["step"] == 0:
+    return states
+  shard = meta.get("params_from")
+  saved, _ = ckpt.restore(abstract_like(_payload(states, shard is not None)))
+  if shard is not None:
+    params, state = _params_from_shard(run, shard, states, b - a)
+    saved.update(params=params, state=state)
+  return states.replace(**saved)
+
+
+def _params_from_shard(run: Run, shard: str, fresh, n: int):
+  """(params, state) of the wave: its n members from the shard, the padding members
+  (which never train) as freshly initialised."""
+  with store.open_shard(os.path.join(run.out_dir, shard)) as f:
+    saved = {k: f.read(k) for k in f.names()}
+  host = sharding.to_host({"params": fresh.params, **fresh.state})
+  flat = {k: np.concatenate([saved[k], np.asarray(v)[n:]])
+          for k, v in flatten_variables(host).items()}
+  variables = unflatten_variables(flat)
+  params = variables.pop("params", {})
+  return sharding.put_members((params, variables), run.eng.mesh)
+
+
+def _checkpoint(run: Run, ckpt: TrainCheckpoints, states, meta: dict) -> None:
+  """Saves the wave's training state, unless the run ends here (the zoo is the result);
+  at a wave's end only meta is needed (the next wave starts fresh)."""
+  total, w = run.sched.total_steps, meta["wave"]
+  done = meta["step"] == total
+  if done and w == len(run.waves) - 1:
+    return
+  in_shard = meta.get("params_from") is not None and jax.process_count() == 1
+  meta["params_from"] = meta.get("params_from") if in_shard else None
+  tree = {"done": np.zeros((), np.int8)} if done else _payload(states, in_shard)
+  step = w * total + meta["step"]
+  ckpt.save(step, tree, meta)
+  meta["bytes_written"] += ckpt.step_bytes(step)
+
+
+def _train(run: Run, meta: dict, ckpt: TrainCheckpoints, progress: bool) -> dict:
+  """Runs every wave's schedule from (meta["wave"], meta["step"]): evaluations, saves,
+  checkpoints."""
+  sched, total = run.sched, run.sched.total_steps
+  bar = tqdm(total=len(run.waves) * total, initial=meta["wave"] * total + meta["step"],
+             disable=not progress, desc=f"zoo {run.m} members", unit="step")
+  for w in range(meta["wave"], len(run.waves)):
+    if w != meta["wave"]:
+      meta.update(wave=w, step=0, params_from=None)
+    elif meta["step"] == total:  # resumed at the end-of-wave checkpoint
+      continue
+    members = run.wave_members(w)
+    n = run.waves[w][1] - run.waves[w][0]
+    states = _wave_states(run, ckpt, members, w, meta)
+    step = meta["step"]
+    if step == 0 and 0 in sched.save_epochs:
+      run.end_of_epoch(states, members, w, 0, 0, meta)
+    while step < total:
+      k = sched.next_chunk(step)
+      states, loss_SM = run.eng.run(states, members, run.splits["train"], step, k)
+      step += k
+      meta.update(step=step, params_from=None)
+      loss_M = np.asarray(sharding.to_host(loss_SM))[-1][:n]
+      alive = np.asarray(sharding.to_host(states.alive))[:n]
+      bar.update(k)
+      bar.set_postfix(loss=f"{np.nanmean(loss_M):.3f}" if np.isfinite(loss_M).any() else "-",
+                      alive=f"{alive.sum()}/{n}",
+                      **({"wave": f"{w + 1}/{len(run.waves)}"} if len(run.waves) > 1 else {}))
+      epoch, rem = divmod(step, sched.steps_per_epoch)
+      if rem == 0 and epoch in sched.eval_epochs:
+        run.end_of_epoch(states, members, w, epoch, step, meta)
+      if (rem == 0 and epoch in sched.checkpoint_epochs) or step == total:
+        _checkpoint(run, ckpt, states, meta)
+    del states
   bar.close()
   return meta
 
@@ -253,8 +355,10 @@ def train_zoo(cfg, out_dir: str, *, progress: bool = True, devices=None) -> stor
     _refuse_finished(out_dir)
     ckpt = TrainCheckpoints(os.path.join(out_dir, TRAIN_STATE))
     t0 = time.time()
-    states, meta = _start(run, ckpt)
-    meta = _train(run, states, meta, ckpt, progress)
+    if progress or len(run.waves) > 1:
+      print(f"zoo {run.m} members: {run.wave_note}", flush=True)
+    meta = _start(run, ckpt)
+    meta = _train(run, meta, ckpt, progress)
     ckpt.close()
     return _finish(run, meta, time.time() - t0)
 
@@ -275,6 +379,7 @@ def _manifest(run: Run) -> dict:
       "input_shape": list(run.ds.input_shape),
       "tasks": list(run.tasks.names), "num_classes": run.tasks.num_classes,
       "members": run.m, "steps_per_epoch": run.sched.steps_per_epoch,
+      "waves": [list(w) for w in run.waves],
       "devices": run.eng.mesh.devices.size, "processes": jax.process_count(),
       "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype)}
                   for k, v in run.variables.items()},
@@ -290,7 +395,8 @@ def _finish(run: Run, meta: dict, seconds: float) -> store.Zoo:
     table = pd.DataFrame(meta["rows"]).sort_values(["epoch", "member"]).reset_index(drop=True)
     files.write_parquet(os.path.join(d, store.TABLE), table)
     files.write_json(os.path.join(d, store.MANIFEST), {
-        **_manifest(run), "shards": meta["shards"], "train_seconds": round(seconds, 2)})
+        **_manifest(run), "shards": meta["shards"], "train_seconds": round(seconds, 2),
+        "bytes_written": int(meta.get("bytes_written", 0))})
     shutil.rmtree(os.path.join(d, TRAIN_STATE), ignore_errors=True)
     os.remove(os.path.join(d, RUN_RECORD))
   if jax.process_count() > 1:

@@ -17,7 +17,7 @@ wave size, not by the member count.
 
 Usage:
   size, why = choose_wave_size(members, state_bytes(eng), eng.mesh.devices.size)
-  for start, stop in wave_slices(members, size): ...
+  for start, stop in wave_slices(members, size, eng.mesh.devices.size): ...
 """
 import os
 
@@ -72,8 +72,13 @@ def choose_wave_size(members: int, per_member: int, devices: int, *,
   return size, why
 
 
-def wave_slices(members: int, wave_size: int) -> list[tuple[int, int]]:
-  """Consecutive [start, stop) ranges of at most wave_size members."""
-  if wave_size < 1:
-    raise ValueError(f"wave_size={wave_size}: must be >= 1")
-  return [(s, min(s + wave_size, members)) for s in range(0, members, wave_size)]
+def wave_slices(members: int, wave_size: int, devices: int = 1) -> list[tuple[int, int]]:
+  """Consecutive [start, stop) ranges of at most wave_size members, as even as the
+  device count allows (4,000 members at 1,100: four waves of 1,000, not 3 x 1,100 + 700)."""
+  if wave_size < 1 or devices < 1:
+    raise ValueError(f"wave_size={wave_size}, devices={devices}: both must be >= 1")
+  waves = -(-members // wave_size)
+  size = -(-members // waves)
+  rounded = -(-size // devices) * devices
+  size = rounded if rounded <= wave_size else size
+  return [(s, min(s + size, members)) for s in range(0, members, size)]
