@@ -192,10 +192,8 @@ def nodes_only(atlas: Atlas) -> Atlas:
   return Atlas.from_json({"nodes": atlas.to_json()["nodes"], "edges": []})
 
 
-def run_methods(cfg, atlas: Atlas, stage: dict) -> dict:
-  """{method: (recovered atlas, seconds)} from the weights in a shuffled node order."""
-  ids = list(np.random.default_rng(cfg.recover.order_seed).permutation(list(atlas.graph.nodes)))
-  tensors = node_weights(atlas, ids)
+def run_methods(cfg, atlas: Atlas, stage: dict, ids: list, tensors: dict) -> dict:
+  """{method: (recovered atlas, seconds)} from the weights of `ids` (shuffled order)."""
   runs = {"mother": lambda: mother_baseline(tensors, ids),
           "jatlas": lambda: recover_lineage(tensors, ids),
           "l2-distance": lambda: recover_lineage(tensors, ids, distance="l2")}  # ablation
@@ -211,11 +209,9 @@ def run_methods(cfg, atlas: Atlas, stage: dict) -> dict:
   return out
 
 
-def nearest_parent(true: Atlas, stage: dict) -> dict:
+def nearest_parent(true: Atlas, stage: dict, ids: list, tensors: dict) -> dict:
   """{distance: fraction of fine-tune edges whose parent is the child's nearest model
   among those of an earlier creation stage}: how well each distance alone places."""
-  ids = list(true.graph.nodes)
-  tensors = node_weights(true, ids)
   names = matrix_names(tensors)
   stage_M = np.array([stage[n] for n in ids])
   pos = {n: i for i, n in enumerate(ids)}
@@ -263,7 +259,9 @@ def main(argv):
   true, stage = grow_atlas(cfg, out, zoos)
   grow_s = time.time() - t0 - zoo_s
   true.save(os.path.join(out, "true.json"))
-  runs = run_methods(cfg, true, stage)
+  ids = list(np.random.default_rng(cfg.recover.order_seed).permutation(list(true.graph.nodes)))
+  tensors = node_weights(true, ids)
+  runs = run_methods(cfg, true, stage, ids, tensors)
   files = {"mother": "mother.json", "jatlas": "recovered.json",
            "jatlas+times": "recovered_times.json", "l2-distance": "recovered_l2.json"}
   for name, (rec, _) in runs.items():
@@ -272,7 +270,7 @@ def main(argv):
   figure_error = draw(runs["jatlas"][0], os.path.join(out, "atlas.png"))
   results.update({
       "nodes": len(true), "true_edges": true.relation_counts(),
-      "nearest_parent": nearest_parent(true, stage),
+      "nearest_parent": nearest_parent(true, stage, ids, tensors),
       "zoo_members": {n: int(z.table.final.sum()) for n, z in zoos.items()},
       "figure": None if figure_error else "atlas.png", "figure_error": figure_error,
       "zoo_seconds": round(zoo_s, 1), "grow_seconds": round(grow_s, 1),

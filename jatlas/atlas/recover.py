@@ -157,10 +157,20 @@ def _shared_tensor_pairs(tensors, idx, max_group: int = 64) -> np.ndarray:
   return np.array(sorted(pairs), np.int64).reshape(-1, 2)
 
 
-def _rank_term(tensors, idx, d_NN, every: bool) -> tuple[np.ndarray, np.ndarray] | None:
+def _local_pairs(pairs_K2, idx, m: int) -> np.ndarray:
+  """The pairs of global rows with both ends in idx, as positions in idx."""
+  pos = np.full(m, -1)
+  pos[idx] = np.arange(len(idx))
+  local = pos[pairs_K2]
+  return local[(local >= 0).all(1)].reshape(-1, 2)
+
+
+def _rank_term(tensors, idx, d_NN, shared_K2, every: bool
+               ) -> tuple[np.ndarray, np.ndarray] | None:
   """([N, N] cost added to edges into low-rank children, [N, N] mask of low-rank
-  parent -> child pairs), or None. Candidates of child j: its RANK_CANDIDATES nearest models and those sharing a
-  bit-identical tensor with it. j is low-rank when the difference to a candidate has
+  parent -> child pairs), or None. Candidates of child j: its RANK_CANDIDATES nearest
+  models and those sharing a bit-identical tensor with it (shared_K2, local pairs of
+  `_shared_tensor_pairs`). j is low-rank when the difference to a candidate has
   numerical rank under half the matrix side (every child when `every`); edge i -> j
   then costs rank(w_j - w_i) over the typical such rank, and 2 x that for models
   that are no candidate."""
@@ -170,7 +180,7 @@ def _rank_term(tensors, idx, d_NN, every: bool) -> tuple[np.ndarray, np.ndarray]
   kc = min(RANK_CANDIDATES, n - 1)
   order = np.argsort(d_NN + np.diag(np.full(n, np.inf)), 1)[:, :kc]
   pairs = np.concatenate([np.stack([order.ravel(), np.repeat(np.arange(n), kc)], 1),
-                          _shared_tensor_pairs(tensors, idx)])
+                          shared_K2])
   pairs = np.unique(pairs, axis=0)
   r_K = diff_rank(tensors, idx[pairs])
   best = np.full(n, np.inf)
@@ -307,7 +317,8 @@ def _drop_base(found: dict, parent_N) -> tuple:
 
 def _distance_fn(distance: str, distance_layers: str):
   fns = {"peak": functools.partial(peak_distance, top=PEAK_TOP), "l2": layer_distance}
-  problems = [f"distance={distance!r}, expected one of {sorted(fns)}"] if distance not in fns else []
+  problems = ([f"distance={distance!r}, expected one of {sorted(fns)}"]
+              if distance not in fns else [])
   if distance_layers not in ("matrices", "all"):
     problems.append(f"distance_layers={distance_layers!r}, expected 'matrices' or 'all'")
   if problems:
@@ -329,20 +340,25 @@ def recover_lineage(models, ids: Sequence[str], *, known_edges=None, times=None,
   m = num_models(tensors)
   known = _known(known_edges, ids)
   # models sharing a bit-identical tensor (a frozen part) are one family
-  shared = [(a, b, "") for a, b in _shared_tensor_pairs(tensors, np.arange(m))]
-  labels = _join(cluster_models(tensors, spec=spec, n_trees=n_trees), known + shared)
+  shared = _shared_tensor_pairs(tensors, np.arange(m))
+  labels = _join(cluster_models(tensors, spec=spec, n_trees=n_trees),
+                 known + [(a, b, "") for a, b in shared])
   quant, q_score = detect_quantized(tensors) if quantized else (np.zeros(m, bool), np.zeros(m))
   feats, names = model_features(tensors)
   # biases are short and move as much as kernels in relative terms: they add noise
   dist_names = (matrix_names(tensors) or None) if distance_layers == "matrices" else None
-  trees, found = [], {}
+  trees, found, tree_shared = [], {}, {}
   for label in np.unique(labels):
     idx = np.flatnonzero(labels == label)
     d = distance_fn(tensors, idx, names=dist_names)
+    moved = False
     if spec is not None:
       tensors, moved = align_outliers(tensors, idx, d, spec)
       d = distance_fn(tensors, idx, names=dist_names) if moved else d
     trees.append((idx, d))
+    # a family sharing a tensor lies in one tree; aligned members are hashed anew
+    tree_shared[label] = (_shared_tensor_pairs(tensors, idx) if moved
+                          else _local_pairs(shared, idx, m))
     if merges and len(idx) >= 3:
       found[label] = detect_merges(normalised_layers(tensors, idx),
                                    exclude=np.flatnonzero(quant[idx]))
@@ -358,7 +374,8 @@ def recover_lineage(models, ids: Sequence[str], *, known_edges=None, times=None,
   edges = []
   for (idx, d), label in zip(trees, np.unique(labels)):
     local = {g: i for i, g in enumerate(idx)}
-    rank_term = _rank_term(tensors, idx, d, low_rank is True) if low_rank else None
+    rank_term = (_rank_term(tensors, idx, d, tree_shared[label], low_rank is True)
+                 if low_rank else None)
     edges += _tree_edges(
         idx, d, rule.pairwise(feats[idx]), quant=quant[idx], q_score=q_score[idx],
         merges_found=found.get(label, {}),

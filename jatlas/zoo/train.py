@@ -292,7 +292,8 @@ def _checkpoint(run: Run, ckpt: TrainCheckpoints, states, meta: dict) -> None:
   if done and w == len(run.waves) - 1:
     return
   in_shard = meta.get("params_from") is not None and jax.process_count() == 1
-  meta["params_from"] = meta.get("params_from") if in_shard else None
+  if not in_shard:
+    meta["params_from"] = None
   tree = {"done": np.zeros((), np.int8)} if done else _payload(states, in_shard)
   step = w * total + meta["step"]
   ckpt.save(step, tree, meta)
