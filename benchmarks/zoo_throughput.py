@@ -33,12 +33,15 @@ CASES = {  # name: net, members, batch, steps per timed repeat
     # all members see the same batches (Engine(shared_order=True)); labels, init differ
     "lenet5_64_shared_order": dict(net="lenet5", members=64, batch=32, steps=20, shared=True),
     "lenet5_256": dict(net="lenet5", members=256, batch=32, steps=10),
+    # the main job's zoo step (configs/hypernet_digits.py, zoo_end_to_end.py): batch 128
+    "lenet5_100_b128": dict(net="lenet5", members=100, batch=128, steps=5),
     "mlp_1024": dict(net="mlp", members=1024, batch=64, steps=100),
 }
 QUICK = {  # smoke sizes for --quick
     "lenet5_64": dict(members=4, steps=2),
     "lenet5_64_shared_order": dict(members=4, steps=2),
     "lenet5_256": dict(members=8, steps=2),
+    "lenet5_100_b128": dict(members=4, steps=2),
     "mlp_1024": dict(members=16, steps=5),
 }
 

@@ -1,0 +1,34 @@
+"""configs/hypernet_digits.py: every variant validates; :paper plans the paper's zoo
+(10^4 members, 1,000 per digit, 20 epochs) in waves without training anything."""
+import os
+
+import numpy as np
+import pytest
+
+from jatlas.config import load_config
+from jatlas.zoo import schema
+from jatlas.zoo.train import plan
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "hypernet_digits.py")
+
+
+@pytest.mark.parametrize("variant", ["", "full", "paper", "smoke"])
+def test_variant_validates(variant):
+  schema.validate(load_config([f"--config={CONFIG}:{variant}" if variant else f"--config={CONFIG}"]))
+
+
+def test_unknown_variant_lists_the_known_ones():
+  with pytest.raises(SystemExit, match="unknown config variant 'papr'.*'paper'"):
+    load_config([f"--config={CONFIG}:papr"])
+
+
+def test_paper_plans_ten_thousand_members_in_waves(tmp_path):
+  run = plan(load_config([f"--config={CONFIG}:paper", "--config.zoo.wave_size=2048"]),
+             str(tmp_path))
+  assert len(run.spec) == 10_000
+  assert np.bincount(run.spec.task, minlength=10).tolist() == [1000] * 10
+  assert run.sched.total_steps == 20 * run.sched.steps_per_epoch
+  assert run.sched.save_epochs == {0, 1, 5, 20} and run.sched.checkpoint_epochs == {5, 10, 15, 20}
+  # as few waves as the cap allows, evened out: ceil(10,000 / 2,048) = 5 of 2,000
+  assert run.waves == [(i * 2000, (i + 1) * 2000) for i in range(5)]
+  assert not os.listdir(tmp_path)  # plan writes nothing
