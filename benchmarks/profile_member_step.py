@@ -1,9 +1,10 @@
 """Where one LeNet-5 member-step spends its time on CPU (the profile behind benchmarks/README.md).
 
   JAX_NUM_CPU_DEVICES=1 taskset -c 0 python benchmarks/profile_member_step.py [--steps 50] [--top 25]
+      [--batch 32]
 
 Runs one member through the engine's own training scan (`Engine.train_member`, what
-the CPU member loop runs per member; LeNet-5 32x32, batch 32, Adam, the zoo_throughput
+the CPU member loop runs per member; LeNet-5 32x32, batch 32 (--batch), Adam, the zoo_throughput
 task) for --steps steps, first timed without tracing, then under
 `jax.profiler`. Each instant of traced wall time is split equally among the XLA thunks
 running then, so the shares add up to the wall time even when thunks overlap (a trace
@@ -34,11 +35,11 @@ import zoo_throughput as zt  # noqa: E402  (same task, net and data)
 from jatlas.zoo import Engine, classifier, labels_data, sharding  # noqa: E402
 
 
-def build_steps(n_steps: int):
+def build_steps(n_steps: int, batch: int):
   """(jitted n-step training of one member, as the engine's member loop runs it; its state)."""
   x, labels_TN, num_classes = zt.load_task("lenet5")
   net = zt.build_net("lenet5", num_classes)
-  eng = Engine(classifier(net, x[:1]), batch_size=32, steps_per_epoch=len(x) // 32,
+  eng = Engine(classifier(net, x[:1]), batch_size=batch, steps_per_epoch=len(x) // batch,
                mesh=sharding.population_mesh(jax.devices()[:1]))
   member = jax.tree.map(lambda a: a[0], eng.members(seed=[0], lr=1e-3))
   data = jax.device_put(labels_data(x, labels_TN))
@@ -102,9 +103,10 @@ def layer_of(op_name: str) -> str:
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--steps", type=int, default=50)
+  ap.add_argument("--batch", type=int, default=32, help="128: the main job's zoo")
   ap.add_argument("--top", type=int, default=25)
   args = ap.parse_args()
-  steps, state = build_steps(args.steps)
+  steps, state = build_steps(args.steps, args.batch)
   jax.block_until_ready(steps(state))
   t = time.perf_counter()
   jax.block_until_ready(steps(state))

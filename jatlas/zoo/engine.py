@@ -82,7 +82,7 @@ class Engine:
     self._member_loop = member_loop
     conv.prepare()  # on CPU: builds the convolution kernels now, not inside the first trace
     shard = sharding.member_sharding(self.mesh)
-    self._init = jax.jit(jax.vmap(self.init_member), out_shardings=shard)
+    self._init = jax.jit(self._init_members, out_shardings=shard)
     self._run = jax.jit(self._run_steps, static_argnums=(5,), donate_argnums=(0,))
     self._eval = jax.jit(self._evaluate, static_argnums=(4,))
 
@@ -175,6 +175,16 @@ class Engine:
     """States of all members; start: optional (params, state) with a leading member
     axis, e.g. parents' weights for fine-tuning (leaves it lacks are initialised)."""
     return self._init(members, start)
+
+  def _init_members(self, members: Member, start):
+    # a loop over members compiles the initialisers (threefry per leaf) once for one
+    # member, where a vmap compiles them for the whole member axis (about 2x longer)
+    init_all = jax.vmap(self.init_member)
+    if not self.member_loop(jax.eval_shape(init_all, members, start).params):
+      return init_all(members, start)
+    if start is None:
+      return member_map(self.init_member, members, mesh=self.mesh)
+    return member_map(self.init_member, members, start, mesh=self.mesh)
 
   def _order_keys(self, members: Member, params):
     if not self.shared_order:

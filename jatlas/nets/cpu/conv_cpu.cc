@@ -5,8 +5,9 @@
 // Why: XLA:CPU runs LeNet-sized convolutions (1, 6 and 16 channels) as im2col
 // patch copies plus small matmuls. These loops keep the patches implicit and
 // tiles of accumulators in vector registers (benchmarks/README.md has the numbers).
-// A vector is a GCC vector extension of 16 floats: one AVX-512 register, or two
-// AVX2 registers on machines without AVX-512 (-march=native decides).
+// A vector is a GCC vector extension of L floats, one register: L = 16 with AVX-512,
+// else 8 (AVX2); -march=native decides, and each width has its own tile sizes
+// (`Tiles`), sized to fill but not spill its register file (32 or 16 vectors).
 //
 // Shapes: x (N, Hp, Wp, C) padded input, w (KH, KW, C, O), b (O,), y and its
 // cotangent g (N, Ho, Wo, O), Ho = Hp - KH + 1, Wo = Wp - KW + 1. K = KW * C:
@@ -24,10 +25,24 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t L = 16;  // floats per vector
-typedef float vec __attribute__((vector_size(64)));
-typedef float uvec __attribute__((vector_size(64), aligned(4)));
-typedef int32_t ivec __attribute__((vector_size(64)));
+#ifdef __AVX512F__
+#define JATLAS_VEC_FLOATS 16
+#else
+#define JATLAS_VEC_FLOATS 8
+#endif
+constexpr int64_t L = JATLAS_VEC_FLOATS;  // floats per vector
+typedef float vec __attribute__((vector_size(4 * JATLAS_VEC_FLOATS)));
+typedef float uvec __attribute__((vector_size(4 * JATLAS_VEC_FLOATS), aligned(4)));
+typedef int32_t ivec __attribute__((vector_size(4 * JATLAS_VEC_FLOATS)));
+
+// Register tiles per vector width: accumulators plus the operands they share must
+// fit the register file, else the compiler spills them and the kernels lose to XLA.
+struct Tiles {
+  int pair_pixels;  // forward_pairs: pixel-pair vectors accumulated at once
+  int wgrad_rows;   // weight_grad_block: kernel rows accumulated at once
+  int dx_pixels;    // input_grad: pixels whose input-gradient slices are summed at once
+};
+constexpr Tiles kTiles = L == 16 ? Tiles{16, 16, 16} : Tiles{12, 12, 12};
 
 inline vec load(const float* p) { return *reinterpret_cast<const uvec*>(p); }
 inline void store(float* p, vec v) { *reinterpret_cast<uvec*>(p) = v; }
@@ -43,7 +58,8 @@ struct Geo {
 // 64-byte aligned scratch (a vector load then spans one cache line) that lives as
 // long as the calling (XLA worker) thread; `zero` clears it.
 float* scratch(std::vector<float>& buf, int64_t size, bool zero = true) {
-  if (static_cast<int64_t>(buf.size()) < size + L) buf.resize(size + L);
+  constexpr int64_t kAlign = 64 / sizeof(float);  // floats skipped at most, to align
+  if (static_cast<int64_t>(buf.size()) < size + kAlign) buf.resize(size + kAlign);
   float* p = buf.data();
   p += (-reinterpret_cast<uintptr_t>(p) & 63) / sizeof(float);
   if (zero) std::fill(p, p + size, 0.f);
@@ -62,7 +78,7 @@ float* pad_cols(std::vector<float>& buf, const float* a, int64_t rows, int64_t c
 struct Pixels {
   const Geo& g;
   int64_t i = 0, j = 0, base = 0;
-  explicit Pixels(const Geo& geo) : g(geo) {}
+  explicit Pixels(const Geo& geo, int64_t image = 0) : g(geo), base(image * geo.hp * geo.row()) {}
   void next() {
     base += g.c;
     if (++j < g.wo) return;
@@ -76,7 +92,7 @@ struct Pixels {
 
 // -------------------------------------------------- forward, channels in lanes
 
-// JB output pixels x OB blocks of 16 output channels, accumulated in registers.
+// JB output pixels x OB blocks of L output channels, accumulated in registers.
 // CT > 0: the JB pixels are consecutive in one row of a C = CT input (constant
 // offsets); CT = 0: any pixels, through a table of JB input offsets.
 template <int JB, int OB, int CT>
@@ -150,40 +166,61 @@ void forward_channels_t(const float* x, const float* w, const float* b, const Ge
   }
 }
 
+// Tiles of JB x OB accumulators plus OB weight vectors: 12-24 of AVX-512's 32
+// registers, 12-16 of AVX2's 16 (which also needs one for the broadcast input).
 void forward_channels(const float* x, const float* w, const float* b, const Geo& g, float* y) {
   const int64_t nob = round_up(g.o, L) / L;
   if (nob == 1 && g.wo >= 12 && g.c == 6) return forward_channels_t<12, 1, 6>(x, w, b, g, y);
   if (nob == 1 && g.wo >= 12 && g.c == 16) return forward_channels_t<12, 1, 16>(x, w, b, g, y);
-  if (nob % 4 == 0) return forward_channels_t<6, 4, 0>(x, w, b, g, y);
-  if (nob % 2 == 0) return forward_channels_t<8, 2, 0>(x, w, b, g, y);
-  return forward_channels_t<8, 1, 0>(x, w, b, g, y);
+  if constexpr (L == 16) {
+    if (nob % 4 == 0) return forward_channels_t<6, 4, 0>(x, w, b, g, y);
+    if (nob % 2 == 0) return forward_channels_t<8, 2, 0>(x, w, b, g, y);
+    return forward_channels_t<8, 1, 0>(x, w, b, g, y);
+  } else {
+    if (nob == 2 && g.wo >= 6 && g.c == 6) return forward_channels_t<6, 2, 6>(x, w, b, g, y);
+    if (nob == 2 && g.wo >= 6 && g.c == 16) return forward_channels_t<6, 2, 16>(x, w, b, g, y);
+    if (nob % 2 == 0) return forward_channels_t<6, 2, 0>(x, w, b, g, y);
+    if (nob % 3 == 0) return forward_channels_t<4, 3, 0>(x, w, b, g, y);
+    return forward_channels_t<12, 1, 0>(x, w, b, g, y);
+  }
 }
 
 // ---------------------------------- one input channel, <= 8 outputs: pixel pairs
 
-// With C = 1 and O <= 8, a vector holds two neighbouring output pixels x 8 channel
-// lanes (O used). Input rows are stored "paired": pair_s[16 v + l] = x[2 v + s + l / 8]
-// for shifts s = 0, 1, so the input under kernel column q for output pair v is an
-// aligned vector of pair_(q % 2), and kernel tap (p, q) is one constant vector. A ring
-// of KH paired rows (an L1-sized window) slides down the image.
-constexpr int64_t OP = 8;  // channel lanes per pixel
+// With C = 1 and O <= 8, a vector holds PP = L / 8 neighbouring output pixels (two
+// with AVX-512, one with AVX2) x 8 channel lanes (O used). Input rows are stored
+// "paired": pair_s[L v + l] = x[PP v + s + l / 8] for shifts s < PP, so the input
+// under kernel column q for output vector v is an aligned vector of pair_(q % PP),
+// and kernel tap (p, q) is one constant vector. A ring of KH paired rows (an
+// L1-sized window) slides down the image.
+constexpr int64_t OP = 8;       // channel lanes per pixel
+constexpr int64_t PP = L / OP;  // pixels per vector
 
 class PairRing {
  public:
   PairRing(const Geo& g, std::vector<float>& buf)
-      : g_(g), nv((g.wo + 1) / 2), len_(round_up(g.wp * OP + 2 * L, L)) {
-    ring_ = scratch(buf, 2 * g.kh * len_ + (len_ / 8 + 2 * L), false);
-    row_ = ring_ + 2 * g.kh * len_;
-    std::fill(row_, row_ + len_ / 8 + 2 * L, 0.f);  // zeros past the input row
-    for (int64_t h = 0; h < g.hp; ++h) slot_.push_back(ring_ + (h % g.kh) * 2 * len_);
+      : g_(g), nv((g.wo + PP - 1) / PP), len_(round_up(g.wp * OP + 2 * L, L)) {
+    // after the slots: the input row (read past its end by `fill`), then zeros for
+    // forward_pairs' last tile, which reads up to a tile of vectors past a slot
+    const int64_t tail = len_ / OP + 2 * L + (kTiles.pair_pixels + 1) * L;
+    ring_ = scratch(buf, PP * g.kh * len_ + tail, false);
+    row_ = ring_ + PP * g.kh * len_;
+    std::fill(row_, row_ + tail, 0.f);
+    for (int64_t h = 0; h < g.hp; ++h) slot_.push_back(ring_ + (h % g.kh) * PP * len_);
+    for (int l = 0; l < L; ++l) spread_[l] = l / OP;
   }
   // paired rows of input row h of image n into its ring slot; one permute per vector
   void fill(const float* x, int64_t n, int64_t h) {
-    const ivec two = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
     std::memcpy(row_, x + (n * g_.hp + h) * g_.wp, g_.wp * 4);
-    for (int64_t s = 0; s < 2; ++s) {
+    if constexpr (PP == 1) {  // a broadcast per pixel: cheaper than a permute
+      float* out = slot_[h];
+      for (int64_t v = 0; v < len_ / L; ++v) store(out + v * L, vec{} + row_[v]);
+      return;
+    }
+    for (int64_t s = 0; s < PP; ++s) {
       float* out = slot_[h] + s * len_;
-      for (int64_t v = 0; v < len_ / L; ++v) store(out + v * L, __builtin_shuffle(load(row_ + 2 * v + s), two));
+      for (int64_t v = 0; v < len_ / L; ++v)
+        store(out + v * L, __builtin_shuffle(load(row_ + PP * v + s), spread_));
     }
   }
   void start(const float* x, int64_t n) {
@@ -191,32 +228,39 @@ class PairRing {
   }
   // input under kernel column q of input row h, from output pair 0 on
   const float* at(int64_t h, int64_t q) const {
-    return slot_[h] + (q & 1) * len_ + (q >> 1) * L;
+    return slot_[h] + (q % PP) * len_ + (q / PP) * L;
   }
 
  private:
   const Geo& g_;
 
  public:
-  const int64_t nv;  // output pairs per row
+  const int64_t nv;  // output vectors (of PP pixels) per row
 
  private:
   int64_t len_;
+  ivec spread_;  // lane l <- pixel l / OP of the vector's PP
   float *ring_, *row_;
   std::vector<float*> slot_;  // input row h -> its ring slot (no division per access)
 };
 
-// tap[t] = (w[t, :O], 0..., w[t, :O], 0...): kernel tap t for both pixels of a pair.
+// tap[t] = (w[t, :O], 0..., w[t, :O], 0...): kernel tap t for each pixel of a vector.
 float* pair_taps(std::vector<float>& buf, const float* a, int64_t taps, int64_t o) {
   float* out = scratch(buf, taps * L);
   for (int64_t t = 0; t < taps; ++t)
-    for (int64_t c = 0; c < o; ++c) out[t * L + c] = out[t * L + OP + c] = a[t * o + c];
+    for (int64_t k = 0; k < PP; ++k)
+      for (int64_t c = 0; c < o; ++c) out[t * L + k * OP + c] = a[t * o + c];
   return out;
 }
 
-void forward_pairs(const float* x, const float* w, const float* b, const Geo& g, float* y) {
+// KW > 0 (one pixel per vector, AVX2): the input vector under kernel column q of
+// output pixel v is the one under column 0 of pixel v + q, so each is loaded once
+// per kernel row and multiplied into every accumulator it reaches (VB + KW - 1
+// loads for VB * KW products instead of one load each). KW = 0: any kernel width.
+template <int KW>
+void forward_pairs_t(const float* x, const float* w, const float* b, const Geo& g, float* y) {
   static thread_local std::vector<float> pbuf, wbuf, bbuf, rbuf, ybuf;
-  constexpr int VB = 16;
+  constexpr int VB = KW > 0 ? 8 : kTiles.pair_pixels;  // + KW weights + 1 input <= 16
   PairRing ring(g, pbuf);
   std::vector<const float*> src(g.kh * g.kw);
   const int64_t nvb = round_up(ring.nv, VB);
@@ -233,10 +277,23 @@ void forward_pairs(const float* x, const float* w, const float* b, const Geo& g,
       for (int64_t v0 = 0; v0 < ring.nv; v0 += VB) {  // pairs past nv read the ring's slack
         vec acc[VB];
         for (int u = 0; u < VB; ++u) acc[u] = bias;
-        for (int64_t t = 0; t < g.kh * g.kw; ++t) {
-          const vec wv = load(taps + t * L);
-          const float* s = src[t] + v0 * L;
-          for (int u = 0; u < VB; ++u) acc[u] += load(s + u * L) * wv;
+        if constexpr (KW > 0) {
+          for (int64_t p = 0; p < g.kh; ++p) {
+            const float* s = src[p * KW] + v0 * L;
+            vec wq[KW];
+            for (int q = 0; q < KW; ++q) wq[q] = load(taps + (p * KW + q) * L);
+            for (int e = 0; e < VB + KW - 1; ++e) {
+              const vec in = load(s + e * L);
+              for (int q = 0; q < KW; ++q)
+                if (e - q >= 0 && e - q < VB) acc[e - q] += in * wq[q];
+            }
+          }
+        } else {
+          for (int64_t t = 0; t < g.kh * g.kw; ++t) {
+            const vec wv = load(taps + t * L);
+            const float* s = src[t] + v0 * L;
+            for (int u = 0; u < VB; ++u) acc[u] += load(s + u * L) * wv;
+          }
         }
         for (int u = 0; u < VB; ++u) store(row + (v0 + u) * L, acc[u]);
       }
@@ -247,6 +304,17 @@ void forward_pairs(const float* x, const float* w, const float* b, const Geo& g,
   }
 }
 
+void forward_pairs(const float* x, const float* w, const float* b, const Geo& g, float* y) {
+  if constexpr (PP == 1) {
+    switch (g.kw) {
+      case 3: return forward_pairs_t<3>(x, w, b, g, y);
+      case 5: return forward_pairs_t<5>(x, w, b, g, y);
+      case 7: return forward_pairs_t<7>(x, w, b, g, y);
+    }
+  }
+  forward_pairs_t<0>(x, w, b, g, y);
+}
+
 // dw[p, q, :] = sum over pixels of x under tap (p, q) times g: per output row and
 // kernel row p, KW sums (x2 for independent chains) over the row's pixel pairs.
 template <int KW>
@@ -255,13 +323,16 @@ void weight_grad_pairs_t(const float* x, const float* gy, const Geo& g, float* d
   PairRing ring(g, pbuf);
   const int64_t gw = ring.nv * L;  // floats per padded cotangent row
   float* gp = scratch(gbuf, g.n * g.ho * gw);
-  // 8 floats per pixel, lanes past O from the next pixel (they only reach dropped
-  // lanes of the sums); the last pixel, which has no next, copies exactly O
-  const int64_t rows = g.n * g.ho;
+  // 8 floats per pixel, lanes past O from the next pixels (they only reach dropped
+  // lanes of the sums), up to the end of gy
+  const int64_t rows = g.n * g.ho, total = g.pixels() * g.o;
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < g.wo; ++j) {
-      const bool last = r + 1 == rows && j + 1 == g.wo;
-      std::memcpy(gp + r * gw + j * OP, gy + (r * g.wo + j) * g.o, (last ? g.o : OP) * 4);
+      const int64_t at = (r * g.wo + j) * g.o;
+      if (at + OP <= total)  // a fixed-size copy: inlined, not a call per pixel
+        std::memcpy(gp + r * gw + j * OP, gy + at, OP * 4);
+      else
+        std::memcpy(gp + r * gw + j * OP, gy + at, (total - at) * 4);
     }
   float* sums = scratch(sbuf, g.kh * KW * L);
   for (int64_t n = 0; n < g.n; ++n) {
@@ -270,12 +341,20 @@ void weight_grad_pairs_t(const float* x, const float* gy, const Geo& g, float* d
       ring.fill(x, n, i + g.kh - 1);
       const float* gr = gp + (n * g.ho + i) * gw;
       for (int64_t p = 0; p < g.kh; ++p) {
-        vec acc[2][KW] = {};
+        vec acc[2][KW] = {};  // two chains, indexed by constants: they stay in registers
         const float* src[KW];
         for (int q = 0; q < KW; ++q) src[q] = ring.at(i + p, q);
-        for (int64_t v = 0; v < ring.nv; ++v) {
+        int64_t v = 0;
+        for (; v + 1 < ring.nv; v += 2) {
+          const vec g0 = load(gr + v * L), g1 = load(gr + (v + 1) * L);
+          for (int q = 0; q < KW; ++q) {
+            acc[0][q] += load(src[q] + v * L) * g0;
+            acc[1][q] += load(src[q] + (v + 1) * L) * g1;
+          }
+        }
+        if (v < ring.nv) {
           const vec gv = load(gr + v * L);
-          for (int q = 0; q < KW; ++q) acc[v & 1][q] += load(src[q] + v * L) * gv;
+          for (int q = 0; q < KW; ++q) acc[0][q] += load(src[q] + v * L) * gv;
         }
         for (int q = 0; q < KW; ++q) {
           float* s = sums + (p * KW + q) * L;
@@ -285,7 +364,11 @@ void weight_grad_pairs_t(const float* x, const float* gy, const Geo& g, float* d
     }
   }
   for (int64_t t = 0; t < g.kh * KW; ++t)
-    for (int64_t c = 0; c < g.o; ++c) dw[t * g.o + c] = sums[t * L + c] + sums[t * L + OP + c];
+    for (int64_t c = 0; c < g.o; ++c) {
+      float sum = 0.f;
+      for (int64_t k = 0; k < PP; ++k) sum += sums[t * L + k * OP + c];
+      dw[t * g.o + c] = sum;
+    }
 }
 
 void weight_grad_pairs(const float* x, const float* gy, const Geo& g, float* dw) {
@@ -302,39 +385,65 @@ void weight_grad_pairs(const float* x, const float* gy, const Geo& g, float* dw)
 
 // ------------------------------------------ kernel gradient, channels in lanes
 
-// dw rows k0..k0+15 of kernel row p (rows past K are computed from the next
-// pixel's floats and dropped), for output channels ob..ob+15, over all pixels.
+// Adds to dw rows k0..k0+KB-1 of kernel row p (rows past K are computed from the
+// next pixel's floats and dropped), output channels ob..ob+L-1, the sums over the
+// pixels of images [n0, n1).
+template <int KB>
 void weight_grad_block(const float* xs, const float* g_pad, const Geo& g, int64_t o_pad,
-                       int64_t p, int64_t k0, int64_t ob, float* dw_pad) {
-  constexpr int KB = 16;
+                       int64_t n0, int64_t n1, int64_t p, int64_t k0, int64_t ob,
+                       float* dw_pad) {
   vec acc[KB] = {};
-  Pixels px(g);
+  Pixels px(g, n0);
   const float* xp0 = xs + p * g.row() + k0;
-  const float* gp = g_pad + ob;
-  for (int64_t pix = 0; pix < g.pixels(); ++pix, px.next(), gp += o_pad) {
+  const int64_t per_image = g.ho * g.wo;
+  const float* gp = g_pad + n0 * per_image * o_pad + ob;
+  for (int64_t pix = n0 * per_image; pix < n1 * per_image; ++pix, px.next(), gp += o_pad) {
     const vec gv = load(gp);
     const float* xp = xp0 + px.base;
     for (int kk = 0; kk < KB; ++kk) acc[kk] += xp[kk] * gv;
   }
-  for (int kk = 0; kk < KB && k0 + kk < g.k(); ++kk)
-    store(dw_pad + (p * g.k() + k0 + kk) * o_pad + ob, acc[kk]);
+  for (int kk = 0; kk < KB && k0 + kk < g.k(); ++kk) {
+    float* d = dw_pad + (p * g.k() + k0 + kk) * o_pad + ob;
+    store(d, load(d) + acc[kk]);
+  }
 }
 
-void weight_grad_channels(const float* x, const float* gy, const Geo& g, float* dw) {
+template <int KB>
+void weight_grad_channels_t(const float* x, const float* gy, const Geo& g, float* dw) {
   static thread_local std::vector<float> xbuf, gbuf, dwbuf;
   const int64_t o_pad = round_up(g.o, L), K = g.k(), size = g.n * g.hp * g.row();
-  float* xs = scratch(xbuf, size + L, false);  // slack: the last k block reads past K
+  float* xs = scratch(xbuf, size + KB, false);  // slack: the last k block reads past K
   std::memcpy(xs, x, size * 4);
-  std::fill(xs + size, xs + size + L, 0.f);
+  std::fill(xs + size, xs + size + KB, 0.f);
   const float* g_pad = pad_cols(gbuf, gy, g.pixels(), g.o, o_pad);
-  float* dw_pad = scratch(dwbuf, g.kh * K * o_pad, false);
-  for (int64_t ob = 0; ob < o_pad; ob += L)
-    for (int64_t p = 0; p < g.kh; ++p)
-      for (int64_t k0 = 0; k0 < K; k0 += 16) weight_grad_block(xs, g_pad, g, o_pad, p, k0, ob, dw_pad);
+  float* dw_pad = scratch(dwbuf, g.kh * K * o_pad);
+  // every block sweeps a chunk of images (their x and g stay in cache) before the next
+  // chunk; >= 128 pixels per chunk keeps the accumulator reloads rare
+  const int64_t step = std::max<int64_t>(1, 128 / std::max<int64_t>(1, g.ho * g.wo));
+  for (int64_t n0 = 0; n0 < g.n; n0 += step)
+    for (int64_t ob = 0; ob < o_pad; ob += L)
+      for (int64_t p = 0; p < g.kh; ++p)
+        for (int64_t k0 = 0; k0 < K; k0 += KB)
+          weight_grad_block<KB>(xs, g_pad, g, o_pad, n0, std::min(g.n, n0 + step), p, k0, ob,
+                                dw_pad);
   for (int64_t r = 0; r < g.kh * K; ++r) std::memcpy(dw + r * g.o, dw_pad + r * o_pad, g.o * 4);
 }
 
-// db[o] = sum of g over pixels: flat sums over blocks of lcm(O, 16) floats.
+// Row blocks of at most kTiles.wgrad_rows; with AVX2 the size that wastes the
+// fewest rows past K (K = 30: 3 x 10 rather than 3 x 12).
+void weight_grad_channels(const float* x, const float* gy, const Geo& g, float* dw) {
+  if constexpr (L == 16) {
+    weight_grad_channels_t<kTiles.wgrad_rows>(x, gy, g, dw);
+  } else {
+    const auto padded = [&](int64_t kb) { return round_up(g.k(), kb); };
+    if (padded(10) < padded(12) && padded(10) <= padded(8))
+      return weight_grad_channels_t<10>(x, gy, g, dw);
+    if (padded(8) < padded(12)) return weight_grad_channels_t<8>(x, gy, g, dw);
+    weight_grad_channels_t<12>(x, gy, g, dw);
+  }
+}
+
+// db[o] = sum of g over pixels: flat sums over blocks of lcm(O, L) floats.
 void bias_grad(const float* gy, const Geo& g, float* db) {
   static thread_local std::vector<float> abuf;
   const int64_t total = g.pixels() * g.o, blk = std::lcm(g.o, L);
@@ -350,13 +459,14 @@ void bias_grad(const float* gy, const Geo& g, float* db) {
 // ---------------------------------------------------------- input gradient
 
 // dx[pixel's input row + p, K floats from column j*C] += w[p] g[pixel]: JB pixels'
-// cotangents are packed as gT[o][jj]; for each 16-float slice kb of each kernel row
-// p, the JB sums over o stay in registers and are then added in place, in an order
-// where consecutive adds are `stride` pixels apart and do not overlap (C < 16 packs
-// several pixels into one vector).
+// cotangents are packed as gT[o][jj]; for each L-float slice kb of each kernel row
+// p, the JB sums over o stay in registers and are then added in place. The JB
+// pixels are `stride` apart, so their slices do not overlap (C < L packs several
+// pixels into one vector): a load never waits on a partly overlapping store still
+// in flight, which the CPU cannot forward.
 template <int JB>
 void input_grad_tile(const float* wt, const float* gT, const int64_t* base, int count,
-                     const int* order, const Geo& g, int64_t k_pad, float* acc_dx) {
+                     const Geo& g, int64_t k_pad, float* acc_dx) {
   for (int64_t p = 0; p < g.kh; ++p)
     for (int64_t kb = 0; kb < k_pad; kb += L) {
       vec acc[JB] = {};
@@ -365,9 +475,7 @@ void input_grad_tile(const float* wt, const float* gT, const int64_t* base, int 
         const vec wv = load(w_slab + o * k_pad);
         for (int jj = 0; jj < JB; ++jj) acc[jj] += gT[o * JB + jj] * wv;
       }
-      for (int u = 0; u < JB; ++u) {
-        const int jj = order[u];
-        if (jj >= count) continue;
+      for (int jj = 0; jj < count; ++jj) {
         float* d = acc_dx + base[jj] + p * g.row() + kb;
         store(d, load(d) + acc[jj]);  // lanes past K add zeros: wt is zero-padded
       }
@@ -376,7 +484,7 @@ void input_grad_tile(const float* wt, const float* gT, const int64_t* base, int 
 
 void input_grad(const float* gy, const float* w, const Geo& g, float* dx) {
   static thread_local std::vector<float> wbuf, dbuf, tbuf;
-  constexpr int JB = 16;
+  constexpr int JB = kTiles.dx_pixels;
   const int64_t K = g.k(), k_pad = round_up(K, L), P = g.pixels();
   float* wt = scratch(wbuf, g.kh * g.o * k_pad);  // (KH, O, K_pad): w[p] transposed
   for (int64_t p = 0; p < g.kh; ++p)
@@ -385,21 +493,24 @@ void input_grad(const float* gy, const float* w, const Geo& g, float* dx) {
   const int64_t size = g.n * g.hp * g.row();
   float* acc_dx = scratch(dbuf, size + k_pad);  // slack for the last pixel's vector
   float* gT = scratch(tbuf, g.o * JB);
-  const int stride = static_cast<int>(std::min<int64_t>(JB, (L + g.c - 1) / g.c));
-  int order[JB], u = 0;
-  for (int s = 0; s < stride; ++s)
-    for (int jj = s; jj < JB; jj += stride) order[u++] = jj;
-  Pixels px(g);
+  // chunks of stride * JB consecutive pixels, as `stride` tiles of every stride-th one
+  const int stride = static_cast<int>((L + g.c - 1) / g.c);
+  std::vector<int64_t> chunk(stride * JB);
   int64_t base[JB];
-  for (int64_t t = 0; t < P; t += JB) {
-    const int count = static_cast<int>(std::min<int64_t>(JB, P - t));
-    for (int jj = 0; jj < count; ++jj, px.next()) {
-      base[jj] = px.base;
-      for (int64_t o = 0; o < g.o; ++o) gT[o * JB + jj] = gy[(t + jj) * g.o + o];
+  Pixels px(g);
+  for (int64_t t = 0; t < P; t += stride * JB) {
+    const int64_t in_chunk = std::min<int64_t>(stride * JB, P - t);
+    for (int64_t m = 0; m < in_chunk; ++m, px.next()) chunk[m] = px.base;
+    for (int r = 0; r < stride && r < in_chunk; ++r) {
+      const int count = static_cast<int>((in_chunk - r + stride - 1) / stride);
+      for (int jj = 0; jj < JB; ++jj) {
+        const bool real = jj < count;
+        if (real) base[jj] = chunk[r + jj * stride];
+        const float* gp = gy + (t + r + jj * stride) * g.o;
+        for (int64_t o = 0; o < g.o; ++o) gT[o * JB + jj] = real ? gp[o] : 0.f;
+      }
+      input_grad_tile<JB>(wt, gT, base, count, g, k_pad, acc_dx);
     }
-    for (int jj = count; jj < JB; ++jj)
-      for (int64_t o = 0; o < g.o; ++o) gT[o * JB + jj] = 0.f;
-    input_grad_tile<JB>(wt, gT, base, count, order, g, k_pad, acc_dx);
   }
   std::memcpy(dx, acc_dx, size * 4);
 }
@@ -456,12 +567,12 @@ ffi::Error InputGrad(ffi::Buffer<ffi::F32> gy, ffi::Buffer<ffi::F32> w,
 
 }  // namespace
 
-// The kernels keep tiles of 16-float vectors in registers: built without AVX-512 the
-// compiler splits every vector in two and spills, and they run slower than XLA's own
-// im2col lowering, so jatlas uses them only where this returns 1.
-extern "C" int JatlasConvWideVectors() {
-#ifdef __AVX512F__
-  return 1;
+// Floats per vector the tiles were sized for (16: AVX-512, 8: AVX2 with FMA); 0 where
+// the compiler targets neither, and the vectors it emits run slower than XLA's own
+// im2col lowering, so jatlas uses the kernels only where this is nonzero.
+extern "C" int JatlasConvVectorFloats() {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  return L;
 #else
   return 0;
 #endif

@@ -6,9 +6,10 @@ the machine itself (-march=native) and cached under $JATLAS_CACHE (default
 (`cpu_identity`: a home directory shared by machines with different CPUs must not
 load a library built for another one's instruction set). `load()` builds, loads
 and registers the kernels once per process; `available()` says whether the im2col
-lowering uses them: only on CPUs with AVX-512, the vector width they are tiled for
-(without it they run slower than the XLA lowering; JATLAS_CONV_CPU=force uses them
-anyway, =0 never). Call `available()` (or `jatlas.nets.conv.prepare()`) before
+lowering uses them: where the compiler targets AVX-512 or AVX2 with FMA, the two
+vector widths their register tiles are sized for (`vector_floats`: 16 or 8; on other
+CPUs they run slower than the XLA lowering; JATLAS_CONV_CPU=force uses them anyway,
+=0 never). Call `available()` (or `jatlas.nets.conv.prepare()`) before
 tracing, else the first trace of a CPU convolution runs the compiler. Without a
 compiler `load()` is False (with one warning) and `jatlas.nets.cpu.im2col` keeps
 its pure-XLA lowering. Stride 1 only; the caller pads.
@@ -126,18 +127,20 @@ def load() -> bool:
 
 
 @functools.cache
-def wide_vectors() -> bool:
-  """Whether the library was built with AVX-512, the registers the kernels are tiled for."""
-  return bool(load() and ctypes.cdll.LoadLibrary(str(build())).JatlasConvWideVectors())
+def vector_floats() -> int:
+  """Floats per vector register the built kernels' tiles are sized for: 16 (AVX-512),
+  8 (AVX2 with FMA), 0 (neither, or not built)."""
+  return int(load() and ctypes.cdll.LoadLibrary(str(build())).JatlasConvVectorFloats())
 
 
 def available() -> bool:
-  """Whether the im2col lowering calls the kernels: built, and on an AVX-512 CPU (elsewhere
-  XLA's lowering is faster). JATLAS_CONV_CPU=0 never uses them, =force always (if built)."""
+  """Whether the im2col lowering calls the kernels: built, and tiled for this CPU's
+  vectors (elsewhere XLA's lowering is faster). JATLAS_CONV_CPU=0 never uses them,
+  =force always (if built)."""
   mode = os.environ.get("JATLAS_CONV_CPU", "1")
   if mode == "0":
     return False
-  return load() and (mode == "force" or wide_vectors())
+  return load() and (mode == "force" or vector_floats() > 0)
 
 
 def _f32(shape):
