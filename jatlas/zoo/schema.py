@@ -42,6 +42,7 @@ def default_config() -> ml_collections.ConfigDict:
       "checkpoint_every": 1,    # training-state checkpoint every k epochs (resume)
       "steps_per_call": 0,      # steps per jitted scan call (0: one epoch)
       "wave_size": 0,           # members trained at once (0: what fits in free memory)
+      "eval_train_examples": 0,  # train_* metrics on a fixed random subset this big (0: all)
       "shared_order": False,    # all members see the same batch order (faster, recorded)
       "divergence_factor": 1e3,  # loss above factor * (1 + first loss) = diverged
       "parent": "",             # zoo directory to fine-tune from
@@ -80,7 +81,7 @@ def _zoo_problems(z) -> list[str]:
                       f"{f' (did you mean {near[0]!r}?)' if near else ''}; known {OPTIMIZERS}")
   for name, low in (("members", 1), ("batch_size", 1), ("seed", 0), ("eval_every", 0),
                     ("checkpoint_every", 0), ("steps_per_call", 0), ("parent_epoch", -1),
-                    ("wave_size", 0)):
+                    ("wave_size", 0), ("eval_train_examples", 0)):
     if z[name] < low:
       problems.append(f"zoo.{name}={z[name]}: must be >= {low}")
   if z.seed * 1_000_000 + z.members > 2**32:

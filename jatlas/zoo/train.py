@@ -61,6 +61,7 @@ class Run:
   eng: Engine
   parents: Parents | None
   splits: dict          # split -> TrainData on device (train: the training data)
+  eval_splits: dict     # split -> TrainData evaluated (train: maybe a fixed subset)
   record: dict          # what a resume must match: config and data fingerprint
   variables: dict       # {flat name: ShapeDtypeStruct} of one member's variables
   waves: list           # [(start, stop)] member ranges trained one after another
@@ -84,7 +85,7 @@ class Run:
 
   def evaluate(self, states, members: Member, n: int) -> dict:
     out = {}
-    for split, split_data in self.splits.items():
+    for split, split_data in self.eval_splits.items():
       sums = sharding.to_host(self.eng.evaluate(states, members, split_data))
       loss, acc, bacc = classification_metrics(sums)
       out.update({f"{split}_loss": loss, f"{split}_acc": acc, f"{split}_bacc": bacc})
@@ -154,12 +155,25 @@ def plan(cfg, out_dir: str, devices=None) -> Run:
                mesh=sharding.population_mesh(devices), shared_order=z.shared_order,
                order_seed=z.seed, divergence_factor=z.divergence_factor)
   splits = {s: eng.put(labels_data(ds.split(s)[0], tasks.labels[s])) for s in data.SPLITS}
+  subset = _train_subset(ds, tasks, z.eval_train_examples, z.seed, eng)
+  eval_splits = splits if subset is None else {**splits, "train": subset}
   waves, note = _plan_waves(z.wave_size, eng, len(spec))
   record = {"config": json.loads(json.dumps(cfg.to_dict(), default=str)),
             "data_sha256": _fingerprint(ds, tasks), "waves": [list(w) for w in waves]}
   return Run(cfg=cfg, out_dir=out_dir, ds=ds, tasks=tasks, spec=spec, sched=sched, eng=eng,
-             parents=parents, splits=splits, record=record, variables=variables,
+             parents=parents, splits=splits, eval_splits=eval_splits, record=record,
+             variables=variables,
              waves=waves, wave_note=note)
+
+
+def _train_subset(ds: data.Dataset, tasks: data.TaskSet, n: int, seed: int, eng: Engine):
+  """The train split's first n examples of a permutation drawn from `seed`, on device;
+  None for n = 0 or n >= the split's size (evaluate all of it)."""
+  x_N = ds.split("train")[0]
+  if not 0 < n < len(x_N):
+    return None
+  idx = np.sort(np.random.default_rng(seed).permutation(len(x_N))[:n])
+  return eng.put(labels_data(x_N[idx], tasks.labels["train"][:, idx]))
 
 
 def _plan_waves(wave_size: int, eng: Engine, m: int) -> tuple[list, str]:

@@ -31,4 +31,8 @@ def test_paper_plans_ten_thousand_members_in_waves(tmp_path):
   assert run.sched.save_epochs == {0, 1, 5, 20} and run.sched.checkpoint_epochs == {5, 10, 15, 20}
   # as few waves as the cap allows, evened out: ceil(10,000 / 2,048) = 5 of 2,000
   assert run.waves == [(i * 2000, (i + 1) * 2000) for i in range(5)]
+  # train metrics on 360 of the training examples; training itself on all of them
+  n_train = run.splits["train"].in_task.shape[1]
+  assert run.eval_splits["train"].in_task.shape[1] == 360 < n_train
+  assert run.eval_splits["test"] is run.splits["test"]
   assert not os.listdir(tmp_path)  # plan writes nothing

@@ -154,3 +154,27 @@ def test_finetune_population_records_lineage(zoo, tmp_path, tiny_config):
     np.testing.assert_array_equal(child.flat([child_row]), zoo.flat([parent_row]))
   assert not np.array_equal(child.flat(np.flatnonzero(t.epoch == 1)),
                             child.flat(np.flatnonzero(t.epoch == 0)))
+
+
+def test_train_metrics_on_a_subset_match_a_forward_pass_on_it(zoo, tmp_path, tiny_config):
+  """zoo.eval_train_examples=n: train_* metrics come from a fixed subset of n training
+  examples (its indices drawn from zoo.seed); training, weights and val/test metrics are
+  those of the same zoo evaluated on the whole train split."""
+  from jatlas import data
+  cfg = tiny_config(members=24, lr=(1e-2, 3e-2), optimizer=("adam", "sgd"), epochs=(1, 2),
+                    eval_train_examples=50)
+  sub = train_zoo(cfg, str(tmp_path / "sub"), progress=False)
+  t, full = sub.table, zoo.table
+  np.testing.assert_array_equal(sub.stacked("params/fc1/kernel"), zoo.stacked("params/fc1/kernel"))
+  for col in ("test_acc", "val_loss", "val_bacc"):
+    np.testing.assert_array_equal(t[col], full[col])
+  assert not np.allclose(t.train_loss, full.train_loss)
+  ds = data.load_digits(size=8)
+  idx = np.sort(np.random.default_rng(cfg.zoo.seed).permutation(len(ds.x_train))[:50])
+  labels_TN = data.class_pairs(ds, ((0, 1), (2, 3), (4, 5))).labels["train"][:, idx]
+  model = sub.model()
+  for _, row in t[t.final].iterrows():
+    logits = model.apply(sub.variables(row.name), ds.x_train[idx])
+    y = labels_TN[row.task_index]
+    acc = np.mean(np.argmax(logits, -1)[y >= 0] == y[y >= 0])
+    np.testing.assert_allclose(acc, row.train_acc, atol=1e-6)
