@@ -321,39 +321,51 @@ template <int KW>
 void weight_grad_pairs_t(const float* x, const float* gy, const Geo& g, float* dw) {
   static thread_local std::vector<float> pbuf, gbuf, sbuf;
   PairRing ring(g, pbuf);
-  const int64_t gw = ring.nv * L;  // floats per padded cotangent row
-  float* gp = scratch(gbuf, g.n * g.ho * gw);
-  // 8 floats per pixel, lanes past O from the next pixels (they only reach dropped
-  // lanes of the sums), up to the end of gy
-  const int64_t rows = g.n * g.ho, total = g.pixels() * g.o;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < g.wo; ++j) {
-      const int64_t at = (r * g.wo + j) * g.o;
-      if (at + OP <= total)  // a fixed-size copy: inlined, not a call per pixel
-        std::memcpy(gp + r * gw + j * OP, gy + at, OP * 4);
-      else
-        std::memcpy(gp + r * gw + j * OP, gy + at, (total - at) * 4);
-    }
+  // output row r's cotangent as vectors of PP pixels x 8 lanes, gs floats apart. One
+  // pixel per vector (AVX2): read from gy itself (lanes past O belong to the next pixel
+  // and reach only dropped lanes of the sums), the last row from a padded copy so that
+  // nothing reads past gy. Two (AVX-512): packed into gp, 8 floats per pixel.
+  const int64_t rows = g.n * g.ho, gw = ring.nv * L, gs = PP == 1 ? g.o : L;
+  float* gp;
+  if constexpr (PP == 1) {
+    gp = scratch(gbuf, g.wo * g.o + OP);
+    std::memcpy(gp, gy + (rows - 1) * g.wo * g.o, g.wo * g.o * 4);
+  } else {
+    gp = scratch(gbuf, rows * gw);
+    const int64_t total = g.pixels() * g.o;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < g.wo; ++j) {
+        const int64_t at = (r * g.wo + j) * g.o;
+        if (at + OP <= total)  // a fixed-size copy: inlined, not a call per pixel
+          std::memcpy(gp + r * gw + j * OP, gy + at, OP * 4);
+        else
+          std::memcpy(gp + r * gw + j * OP, gy + at, (total - at) * 4);
+      }
+  }
+  const auto g_row = [&](int64_t r) -> const float* {
+    if constexpr (PP == 1) return r + 1 < rows ? gy + r * g.wo * g.o : gp;
+    return gp + r * gw;
+  };
   float* sums = scratch(sbuf, g.kh * KW * L);
   for (int64_t n = 0; n < g.n; ++n) {
     ring.start(x, n);
     for (int64_t i = 0; i < g.ho; ++i) {
       ring.fill(x, n, i + g.kh - 1);
-      const float* gr = gp + (n * g.ho + i) * gw;
+      const float* gr = g_row(n * g.ho + i);
       for (int64_t p = 0; p < g.kh; ++p) {
         vec acc[2][KW] = {};  // two chains, indexed by constants: they stay in registers
         const float* src[KW];
         for (int q = 0; q < KW; ++q) src[q] = ring.at(i + p, q);
         int64_t v = 0;
         for (; v + 1 < ring.nv; v += 2) {
-          const vec g0 = load(gr + v * L), g1 = load(gr + (v + 1) * L);
+          const vec g0 = load(gr + v * gs), g1 = load(gr + (v + 1) * gs);
           for (int q = 0; q < KW; ++q) {
             acc[0][q] += load(src[q] + v * L) * g0;
             acc[1][q] += load(src[q] + (v + 1) * L) * g1;
           }
         }
         if (v < ring.nv) {
-          const vec gv = load(gr + v * L);
+          const vec gv = load(gr + v * gs);
           for (int q = 0; q < KW; ++q) acc[0][q] += load(src[q] + v * L) * gv;
         }
         for (int q = 0; q < KW; ++q) {
