@@ -12,7 +12,7 @@ Commands:
 Default: 500 members (50 per digit; the main job, under 10 minutes on 2 CPU cores);
 full: 1,000 (100 per digit); paper: 10,000 (1,000 per digit) trained 20 epochs, the
 paper's scale, in waves (hours on 2 cores; rerun the command to resume).
-Expected (README main-job table, 2-core AMD EPYC, 8 min 11 s):
+Expected (README main-job table; 8 min 11 s on a 2-core AVX-512 EPYC, 10 min 30 s on AVX2):
 task ID from weights 98.7% with the equivariant encoder (98.0% from 20 models per digit;
 :full 99.0% and 96.7%), 54.7% StatNN, dense / mlp_flat / ProbeX / canonical+dense near
 chance (10%); linearised and input-probing references 100%; hypernetwork detectors 0.935
