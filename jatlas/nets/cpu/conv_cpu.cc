@@ -315,43 +315,58 @@ void forward_pairs(const float* x, const float* w, const float* b, const Geo& g,
   forward_pairs_t<0>(x, w, b, g, y);
 }
 
+// Output row r's cotangent as vectors of PP pixels x 8 lanes, `step` floats apart. One
+// pixel per vector (AVX2): gy itself (lanes past O belong to the next pixel and reach
+// only dropped lanes of the sums), the last row from a padded copy so that nothing
+// reads past gy. Two (AVX-512): packed into `buf`, 8 floats per pixel.
+class CotangentRows {
+ public:
+  CotangentRows(const float* gy, const Geo& g, int64_t nv, std::vector<float>& buf)
+      : step(PP == 1 ? g.o : L), gy_(gy), rows_(g.n * g.ho), row_len_(g.wo * g.o),
+        packed_len_(nv * L) {
+    if constexpr (PP == 1) {
+      copy_ = scratch(buf, row_len_ + OP);
+      std::memcpy(copy_, gy + (rows_ - 1) * row_len_, row_len_ * 4);
+      return;
+    }
+    copy_ = scratch(buf, rows_ * packed_len_);
+    const int64_t total = rows_ * row_len_;
+    for (int64_t r = 0; r < rows_; ++r)
+      for (int64_t j = 0; j < g.wo; ++j) {
+        const int64_t at = (r * g.wo + j) * g.o;
+        float* to = copy_ + r * packed_len_ + j * OP;
+        if (at + OP <= total)  // a fixed-size copy: inlined, not a call per pixel
+          std::memcpy(to, gy + at, OP * 4);
+        else
+          std::memcpy(to, gy + at, (total - at) * 4);
+      }
+  }
+  const float* row(int64_t r) const {
+    if constexpr (PP == 1) return r + 1 < rows_ ? gy_ + r * row_len_ : copy_;
+    return copy_ + r * packed_len_;
+  }
+  const int64_t step;
+
+ private:
+  const float* gy_;
+  int64_t rows_, row_len_, packed_len_;
+  float* copy_;
+};
+
 // dw[p, q, :] = sum over pixels of x under tap (p, q) times g: per output row and
 // kernel row p, KW sums (x2 for independent chains) over the row's pixel pairs.
 template <int KW>
 void weight_grad_pairs_t(const float* x, const float* gy, const Geo& g, float* dw) {
   static thread_local std::vector<float> pbuf, gbuf, sbuf;
   PairRing ring(g, pbuf);
-  // output row r's cotangent as vectors of PP pixels x 8 lanes, gs floats apart. One
-  // pixel per vector (AVX2): read from gy itself (lanes past O belong to the next pixel
-  // and reach only dropped lanes of the sums), the last row from a padded copy so that
-  // nothing reads past gy. Two (AVX-512): packed into gp, 8 floats per pixel.
-  const int64_t rows = g.n * g.ho, gw = ring.nv * L, gs = PP == 1 ? g.o : L;
-  float* gp;
-  if constexpr (PP == 1) {
-    gp = scratch(gbuf, g.wo * g.o + OP);
-    std::memcpy(gp, gy + (rows - 1) * g.wo * g.o, g.wo * g.o * 4);
-  } else {
-    gp = scratch(gbuf, rows * gw);
-    const int64_t total = g.pixels() * g.o;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < g.wo; ++j) {
-        const int64_t at = (r * g.wo + j) * g.o;
-        if (at + OP <= total)  // a fixed-size copy: inlined, not a call per pixel
-          std::memcpy(gp + r * gw + j * OP, gy + at, OP * 4);
-        else
-          std::memcpy(gp + r * gw + j * OP, gy + at, (total - at) * 4);
-      }
-  }
-  const auto g_row = [&](int64_t r) -> const float* {
-    if constexpr (PP == 1) return r + 1 < rows ? gy + r * g.wo * g.o : gp;
-    return gp + r * gw;
-  };
+  const CotangentRows gr_of(gy, g, ring.nv, gbuf);
   float* sums = scratch(sbuf, g.kh * KW * L);
   for (int64_t n = 0; n < g.n; ++n) {
     ring.start(x, n);
     for (int64_t i = 0; i < g.ho; ++i) {
       ring.fill(x, n, i + g.kh - 1);
-      const float* gr = g_row(n * g.ho + i);
+      const float* gr = gr_of.row(n * g.ho + i);
+      const int64_t gs = gr_of.step;
       for (int64_t p = 0; p < g.kh; ++p) {
         vec acc[2][KW] = {};  // two chains, indexed by constants: they stay in registers
         const float* src[KW];
