@@ -66,3 +66,23 @@ def test_probex_train_quick():
   rows = json_lines(run("probex_train.py", "--quick"))
   assert [r["name"] for r in rows] == ["probex_epoch", "layer_sweep", "layer_sweep_first_epoch"]
   assert all(r["jatlas"] > 0 and r["baseline"] > 0 and r["ratio"] > 0 for r in rows)
+
+
+def test_conv_kernels_harness_builds_and_matches_a_direct_loop(tmp_path):
+  """benchmarks/conv_kernels.cc (the per-kernel figures) compiles as its header says and
+  its forward passes agree with the direct loop on all three LeNet-5 shapes."""
+  import re
+  import shutil
+  import jax
+  cxx = os.environ.get("CXX", "g++")
+  if shutil.which(cxx) is None:
+    pytest.skip("no C++ compiler")
+  exe = tmp_path / "conv_kernels"
+  subprocess.run([cxx, "-O3", "-march=native", "-std=c++17", f"-I{jax.ffi.include_dir()}",
+                  str(BENCH / "conv_kernels.cc"), "-o", str(exe)], check=True,
+                 capture_output=True, text=True, timeout=300)
+  out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300).stdout
+  rows = re.findall(r"^(conv\d)  forward ([\d.]+) ms .*max err ([\d.e+-]+)\)", out, re.M)
+  assert [r[0] for r in rows] == ["conv1", "conv2", "conv3"], out
+  for name, ms, err in rows:
+    assert float(ms) > 0 and float(err) < 1e-3, (name, ms, err)
