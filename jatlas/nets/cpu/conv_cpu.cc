@@ -463,10 +463,11 @@ void weight_grad_channels(const float* x, const float* gy, const Geo& g, float* 
     weight_grad_channels_t<kTiles.wgrad_rows>(x, gy, g, dw);
   } else {
     const auto padded = [&](int64_t kb) { return round_up(g.k(), kb); };
-    if (padded(10) < padded(12) && padded(10) <= padded(8))
+    constexpr int most = kTiles.wgrad_rows;  // 12
+    if (padded(10) < padded(most) && padded(10) <= padded(8))
       return weight_grad_channels_t<10>(x, gy, g, dw);
-    if (padded(8) < padded(12)) return weight_grad_channels_t<8>(x, gy, g, dw);
-    weight_grad_channels_t<12>(x, gy, g, dw);
+    if (padded(8) < padded(most)) return weight_grad_channels_t<8>(x, gy, g, dw);
+    weight_grad_channels_t<kTiles.wgrad_rows>(x, gy, g, dw);
   }
 }
 
@@ -530,11 +531,10 @@ void input_grad(const float* gy, const float* w, const Geo& g, float* dx) {
     for (int64_t m = 0; m < in_chunk; ++m, px.next()) chunk[m] = px.base;
     for (int r = 0; r < stride && r < in_chunk; ++r) {
       const int count = static_cast<int>((in_chunk - r + stride - 1) / stride);
-      for (int jj = 0; jj < JB; ++jj) {
-        const bool real = jj < count;
-        if (real) base[jj] = chunk[r + jj * stride];
-        const float* gp = gy + (t + r + jj * stride) * g.o;
-        for (int64_t o = 0; o < g.o; ++o) gT[o * JB + jj] = real ? gp[o] : 0.f;
+      for (int jj = 0; jj < JB; ++jj) {  // pixels past the chunk get zero cotangents
+        if (jj < count) base[jj] = chunk[r + jj * stride];
+        const float* gp = jj < count ? gy + (t + r + jj * stride) * g.o : nullptr;
+        for (int64_t o = 0; o < g.o; ++o) gT[o * JB + jj] = gp ? gp[o] : 0.f;
       }
       input_grad_tile<JB>(wt, gT, base, count, g, k_pad, acc_dx);
     }
