@@ -8,7 +8,9 @@ predict each checkpoint's accuracy, and generate detectors with a hypernetwork.
 Writes DIR/zoo, DIR/results.json, DIR/task_id.csv, DIR/learning_curve.csv,
 DIR/accuracy_prediction.csv, DIR/accuracy.png, DIR/learning_curve.png,
 DIR/templates.png, DIR/probex_layer_sweep.csv, DIR/jax_cache (compiled programs).
-Rerunning reuses a finished zoo.
+Rerunning reuses a finished zoo and every finished stage (DIR/stages.json: each encoder
+fit, learning-curve point, accuracy prediction, the hypernetwork), so an interrupted
+`:paper` run resumes where it stopped.
 """
 import argparse
 import json
@@ -22,7 +24,8 @@ import pandas as pd
 from jatlas import nets, weights
 from jatlas.compile_cache import use_compile_cache
 from jatlas.config import load_config
-from jatlas.files import write_json
+from jatlas.files import sha256, write_json
+from jatlas.stages import Stages
 from jatlas.weights.layer_sweep import layer_sweep
 from jatlas.weights.linearised import detector_template, plot_templates
 from jatlas.weights.plot import plot_learning_curve
@@ -30,7 +33,7 @@ from jatlas.weights.hypernet_eval import hypernet_on_zoo
 from jatlas.zoo import Zoo, recipe, train_zoo
 from jatlas.zoo.plot import plot_zoo_accuracy
 from jatlas.zoo.sharding import one_cpu_device_per_core
-from jatlas.zoo.store import TABLE
+from jatlas.zoo.store import MANIFEST, TABLE
 
 
 def model_splits(task_R, cfg) -> dict:
@@ -67,12 +70,28 @@ def encoder_kwargs(name: str, cfg, zoo: Zoo, spec) -> dict:
   return kw
 
 
-def fit_score(name, kw, tensors, task_R, s, train) -> tuple[float, object]:
+def fit_score(name, kw, tensors, task_R, s, train) -> float:
   take = lambda idx: {k: v[idx] for k, v in tensors.items()}
   enc_name = name.split(":")[0]
   enc = weights.make_encoder(enc_name, **kw).fit(
       take(train), task_R[train], val=(take(s["val"]), task_R[s["val"]]))
-  return enc.score(take(s["test"]), task_R[s["test"]]), enc
+  return float(enc.score(take(s["test"]), task_R[s["test"]]))
+
+
+def timed(fn):
+  """fn's result and its wall time, as a stage result."""
+  t0 = time.time()
+  return {"result": fn(), "seconds": round(time.time() - t0, 1)}
+
+
+def probex_sweep(tensors, task_R, s, kw, out) -> dict:
+  """ProbeX's layer sweep (the table to out/probex_layer_sweep.csv); the best layer's score."""
+  take = lambda idx: {k: v[idx] for k, v in tensors.items()}
+  sweep = layer_sweep(take(s["train"]), task_R[s["train"]],
+                      val=(take(s["val"]), task_R[s["val"]]), **kw)
+  sweep.table.to_csv(os.path.join(out, "probex_layer_sweep.csv"), index=False)
+  return {"accuracy": float(sweep.best.score(take(s["test"]), task_R[s["test"]])),
+          "best_layer": sweep.best_layer}
 
 
 def linearised_accuracy(template_RF, task_R, s, train) -> float:
@@ -80,7 +99,7 @@ def linearised_accuracy(template_RF, task_R, s, train) -> float:
   return res["accuracy"]
 
 
-def identify_tasks(zoo: Zoo, cfg, out: str) -> dict:
+def identify_tasks(zoo: Zoo, cfg, out: str, stages: Stages) -> dict:
   """Task ID from weights: every encoder, the references, the learning curve."""
   t = zoo.table
   rows = np.flatnonzero(t.final & (t.status == "ok"))
@@ -90,24 +109,19 @@ def identify_tasks(zoo: Zoo, cfg, out: str) -> dict:
   tensors = {n: zoo.stacked(n, rows) for n in params}
   net = zoo.model()
   spec = nets.permutation_spec(net, zoo.variables(int(rows[0])))
-  results, timing, encoders = {}, {}, {}
+  results, timing = {}, {}
   e = cfg.experiment
   for name in e.task_id_encoders:
-    t0 = time.time()
     if name == "probex":
-      kw = dict(e.encoders.probex)
-      take = lambda idx: {k: v[idx] for k, v in tensors.items()}
-      sweep = layer_sweep(take(s["train"]), task_R[s["train"]],
-                          val=(take(s["val"]), task_R[s["val"]]), **kw)
-      sweep.table.to_csv(os.path.join(out, "probex_layer_sweep.csv"), index=False)
-      enc = sweep.best
-      results[name] = enc.score(take(s["test"]), task_R[s["test"]])
-      results["probex_best_layer"] = sweep.best_layer
+      done = stages.run("task_id/probex", lambda: timed(lambda: probex_sweep(
+          tensors, task_R, s, dict(e.encoders.probex), out)))
+      results[name] = done["result"]["accuracy"]
+      results["probex_best_layer"] = done["result"]["best_layer"]
     else:
-      results[name], enc = fit_score(name, encoder_kwargs(name, cfg, zoo, spec), tensors,
-                                     task_R, s, s["train"])
-    encoders[name] = enc
-    timing[name] = round(time.time() - t0, 1)
+      done = stages.run(f"task_id/{name}", lambda: timed(lambda: fit_score(
+          name, encoder_kwargs(name, cfg, zoo, spec), tensors, task_R, s, s["train"])))
+      results[name] = done["result"]
+    timing[name] = done["seconds"]
     print(f"task ID {name}: {results[name]:.1%} ({timing[name]} s)", flush=True)
   template_R = detector_template(net, zoo.stacked_variables(rows), tuple(zoo.manifest[
       "input_shape"]))
@@ -115,13 +129,13 @@ def identify_tasks(zoo: Zoo, cfg, out: str) -> dict:
   linearised = linearised_accuracy(template_RF, task_R, s, s["train"])
   plot_templates(template_R[s["train"]], task_R[s["train"]], zoo_task_names(zoo),
                  os.path.join(out, "templates.png"), "linearised templates (mean per task)")
-  t0 = time.time()
-  probing, _ = fit_score("input_probing", encoder_kwargs("input_probing", cfg, zoo, spec),
-                         tensors_all(zoo, rows), task_R, s, s["train"])
-  timing["input_probing"] = round(time.time() - t0, 1)
+  done = stages.run("task_id/input_probing", lambda: timed(lambda: fit_score(
+      "input_probing", encoder_kwargs("input_probing", cfg, zoo, spec), tensors_all(zoo, rows),
+      task_R, s, s["train"])))
+  probing, timing["input_probing"] = done["result"], done["seconds"]
   print(f"task ID linearised reference: {linearised:.1%}; input probing: {probing:.1%} "
         f"({timing['input_probing']} s)", flush=True)
-  curve = learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec, results)
+  curve = learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec, results, stages)
   learned = {k: v for k, v in results.items() if k in e.task_id_encoders}
   return {"task_id": learned, "task_id_probex_best_layer": results.get("probex_best_layer"),
           "task_id_linearised": linearised, "task_id_input_probing": probing,
@@ -138,7 +152,7 @@ def zoo_task_names(zoo):
   return [name.split(":")[-1] for name in t.task]
 
 
-def learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec, fitted) -> list:
+def learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec, fitted, stages) -> list:
   """Task-ID accuracy vs models per task (same val and test models throughout); a
   size that takes the whole train pool reuses the task-ID table's fit (`fitted`)."""
   e, rows = cfg.experiment, []
@@ -148,15 +162,16 @@ def learning_curve(zoo, cfg, tensors, template_RF, task_R, s, spec, fitted) -> l
            "linearised": linearised_accuracy(template_RF, task_R, s, train)}
     whole_pool = np.array_equal(train, s["train"])
     for name in e.curve_encoders:
-      row[name] = fitted[name] if whole_pool and name in fitted else fit_score(
-          name, encoder_kwargs(name, cfg, zoo, spec), tensors, task_R, s, train)[0]
+      row[name] = fitted[name] if whole_pool and name in fitted else stages.run(
+          f"learning_curve/{k}/{name}", lambda: fit_score(
+              name, encoder_kwargs(name, cfg, zoo, spec), tensors, task_R, s, train))
     print("learning curve", {k: (round(v, 3) if isinstance(v, float) else v)
                              for k, v in row.items()}, flush=True)
     rows.append(row)
   return rows
 
 
-def predict_accuracy(zoo: Zoo, cfg) -> dict:
+def predict_accuracy(zoo: Zoo, cfg, stages: Stages) -> dict:
   """Each checkpoint's test balanced accuracy from its weights (all saved epochs),
   models split by member so no member is on both sides."""
   t = zoo.table
@@ -171,11 +186,14 @@ def predict_accuracy(zoo: Zoo, cfg) -> dict:
   take = lambda m: {k: v[m] for k, v in tensors.items()}
   train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
   out = {}
-  for name in cfg.experiment.accuracy_encoders:
+  def fit_evaluate(name):
     enc = weights.make_encoder(name, **dict(cfg.experiment.encoders[name]))
     enc.fit(take(train), y_R[train], task="regression")
     m = enc.evaluate(take(test), y_R[test])
-    out[name] = {"kendall_tau": m["kendall_tau"], "r2": m["r2"]}
+    return {"kendall_tau": float(m["kendall_tau"]), "r2": float(m["r2"])}
+
+  for name in cfg.experiment.accuracy_encoders:
+    out[name] = m = stages.run(f"accuracy_prediction/{name}", lambda: fit_evaluate(name))
     print(f"accuracy prediction {name}: tau {m['kendall_tau']:.3f}, R2 {m['r2']:.3f}", flush=True)
   out["n_train"], out["n_test"] = int(len(train)), int(len(test))
   out["epochs"] = sorted(int(x) for x in t.epoch.unique())
@@ -227,9 +245,10 @@ def main(argv):
       "task_id_chance": 0.1,
       "zoo_train_seconds": zoo.manifest.get("train_seconds"), "zoo_wall_seconds": round(train_s, 1),
   }
-  results.update(identify_tasks(zoo, cfg, args.out))
-  results["accuracy_prediction"] = predict_accuracy(zoo, cfg)
-  results.update(hypernet_results(zoo, cfg))
+  stages = Stages(args.out, cfg, inputs={"zoo.json": sha256(os.path.join(zoo_dir, MANIFEST))})
+  results.update(identify_tasks(zoo, cfg, args.out, stages))
+  results["accuracy_prediction"] = predict_accuracy(zoo, cfg, stages)
+  results.update(stages.run("hypernet", lambda: hypernet_results(zoo, cfg)))
   results["wall_seconds"] = round(time.time() - t0, 1)
   write_json(os.path.join(args.out, "results.json"), results)
   write_tables(results, args.out)

@@ -65,10 +65,12 @@ def choose_wave_size(members: int, per_member: int, devices: int, *,
   fit = int(budget // max(1, COPIES * per_member))
   size = max(devices, fit // devices * devices)
   size = min(size, -(-members // devices) * devices)
-  waves = -(-members // size)
-  why = (f"wave size {size} ({waves} wave{'s' * (waves > 1)} of {members} members): "
-         f"{FRACTION.get(platform, 0.25):.0%} of {free_b / 2**30:.1f} GiB free ({where}) "
-         f"at {COPIES} x {per_member / 2**20:.2f} MiB of training state per member")
+  slices = wave_slices(members, size, devices)
+  used = max(b - a for a, b in slices)  # the waves are evened out below the size that fits
+  why = (f"{len(slices)} wave{'s' * (len(slices) > 1)} of up to {used} of {members} members; "
+         f"up to {size} fit in {FRACTION.get(platform, 0.25):.0%} of {free_b / 2**30:.1f} GiB "
+         f"free ({where}) at {COPIES} x {per_member / 2**20:.2f} MiB of training state per "
+         "member")
   return size, why
 
 

@@ -29,8 +29,18 @@ def test_smoke_run_writes_results(tmp_path, run_smoke):
             "learning_curve.csv", "accuracy_prediction.csv", "zoo/members.parquet"):
     assert os.path.getsize(os.path.join(out, f)) > 0, f
   assert "task identified from weights" in proc.stdout
-  # a second run reuses the finished zoo instead of training again
-  # (with one encoder: the reuse, not the encoders, is what this run checks)
-  again = run_smoke("hypernet_digits", out,
-                    extra=["--config.experiment.task_id_encoders=('statnn',)"])
+  # a second run reuses the finished zoo and every finished stage: same results, no fits
+  first = json.load(open(os.path.join(out, "results.json")))
+  again = run_smoke("hypernet_digits", out)
   assert "zoo 30 members" not in again.stderr
+  assert "stage task_id/equivariant: finished in an earlier run" in again.stdout
+  assert "stage hypernet: finished in an earlier run" in again.stdout
+  second = json.load(open(os.path.join(out, "results.json")))
+  moving = ("wall_seconds", "zoo_wall_seconds")
+  assert {k: v for k, v in second.items() if k not in moving} == \
+      {k: v for k, v in first.items() if k not in moving}
+  # another config is refused, naming the field, not mixed with the recorded stages
+  refused = run_smoke("hypernet_digits", out, ok=False,
+                      extra=["--config.experiment.task_id_encoders=('statnn',)"])
+  assert "stages.json holds stages of another run" in refused.stderr
+  assert "experiment.task_id_encoders" in refused.stderr

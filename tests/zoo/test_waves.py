@@ -90,7 +90,8 @@ def test_wave_size_from_free_memory(tiny_config):
   gib = 2 ** 30
   size, why = waves.choose_wave_size(10_000, 2 ** 20, 2, free=(16 * gib, "host"))
   assert size == int(0.25 * 16 * gib // (waves.COPIES * 2 ** 20)) // 2 * 2 == 1024
-  assert "1024" in why and "10 waves" in why and "16.0 GiB" in why
+  assert "10 waves of up to 1000 of 10000" in why and "up to 1024 fit" in why
+  assert "16.0 GiB" in why
   assert waves.choose_wave_size(5, 2 ** 20, 2, free=(16 * gib, "host"))[0] == 6  # padded
   assert waves.choose_wave_size(9, 10 * gib, 2, free=(gib, "host"))[0] == 2  # >= devices
   assert waves.wave_slices(4000, 1100, 2) == [(i, i + 1000) for i in range(0, 4000, 1000)]
