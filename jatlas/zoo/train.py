@@ -66,6 +66,13 @@ class Run:
   variables: dict       # {flat name: ShapeDtypeStruct} of one member's variables
   waves: list           # [(start, stop)] member ranges trained one after another
   wave_note: str        # how the wave size was chosen
+  clock: tuple = (0.0, 0.0)  # (time.time() when this process began, seconds trained before)
+
+  def train_seconds(self) -> float:
+    """Seconds of training over every process of the run: each one's time up to its
+    last checkpoint (work redone after an interruption counts once)."""
+    began, before = self.clock
+    return before + time.time() - began
 
   @property
   def m(self) -> int:
@@ -310,6 +317,7 @@ def _checkpoint(run: Run, ckpt: TrainCheckpoints, states, meta: dict) -> None:
     meta["params_from"] = None
   tree = {"done": np.zeros((), np.int8)} if done else _payload(states, in_shard)
   step = w * total + meta["step"]
+  meta["train_seconds"] = run.train_seconds()
   ckpt.save(step, tree, meta)
   meta["bytes_written"] += ckpt.step_bytes(step)
 
@@ -373,9 +381,10 @@ def train_zoo(cfg, out_dir: str, *, progress: bool = True, devices=None) -> stor
     if progress or len(run.waves) > 1:
       print(f"zoo {run.m} members: {run.wave_note}", flush=True)
     meta = _start(run, ckpt)
+    run.clock = (t0, meta.get("train_seconds", 0.0))
     meta = _train(run, meta, ckpt, progress)
     ckpt.close()
-    return _finish(run, meta, time.time() - t0)
+    return _finish(run, meta, run.train_seconds())
 
 
 def _no_lock(out_dir: str):

@@ -1,12 +1,14 @@
 """End-to-end zoo training: table, weights, divergence, resume, sharding, fine-tuning."""
 import json
 import os
+import types
 
 import chex
 import jax
 import numpy as np
 import pytest
 
+from jatlas.zoo import train as train_module
 from jatlas.zoo import train_zoo
 from jatlas.zoo.checkpoint import TrainCheckpoints
 
@@ -124,7 +126,13 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, tiny_config, monkeypatch
       train_zoo(cfg, out, progress=False)
   assert not os.path.exists(os.path.join(out, "members.parquet"))
   assert os.path.isdir(os.path.join(out, "train_state"))
-  z = train_zoo(cfg, out, progress=False)
+  ckpt = TrainCheckpoints(os.path.join(out, "train_state"))
+  before_s = ckpt.restore_meta()["train_seconds"]
+  ckpt.close()
+  with monkeypatch.context() as m:  # a frozen clock: the resumed process adds 0 s
+    m.setattr(train_module, "time", types.SimpleNamespace(time=lambda: 5e3))
+    z = train_zoo(cfg, out, progress=False)
+  assert before_s > 0 and z.manifest["train_seconds"] == round(before_s, 2)
   assert z.num_checkpoints == ref.num_checkpoints
   np.testing.assert_array_equal(z.flat(), ref.flat())
   cols = ["id", "epoch", "step", "test_acc", "val_loss"]
