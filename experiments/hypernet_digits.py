@@ -129,9 +129,9 @@ def identify_tasks(zoo: Zoo, cfg, out: str, stages: Stages) -> dict:
   linearised = linearised_accuracy(template_RF, task_R, s, s["train"])
   plot_templates(template_R[s["train"]], task_R[s["train"]], zoo_task_names(zoo),
                  os.path.join(out, "templates.png"), "linearised templates (mean per task)")
+  probing_kw = encoder_kwargs("input_probing", cfg, zoo, spec)
   done = stages.run("task_id/input_probing", lambda: timed(lambda: fit_score(
-      "input_probing", encoder_kwargs("input_probing", cfg, zoo, spec), tensors_all(zoo, rows),
-      task_R, s, s["train"])))
+      "input_probing", probing_kw, tensors_all(zoo, rows, tensors), task_R, s, s["train"])))
   probing, timing["input_probing"] = done["result"], done["seconds"]
   print(f"task ID linearised reference: {linearised:.1%}; input probing: {probing:.1%} "
         f"({timing['input_probing']} s)", flush=True)
@@ -143,8 +143,9 @@ def identify_tasks(zoo: Zoo, cfg, out: str, stages: Stages) -> dict:
           "task_id_split": {k: len(v) for k, v in s.items()}}
 
 
-def tensors_all(zoo, rows):
-  return {n: zoo.stacked(n, rows) for n in zoo.names}
+def tensors_all(zoo, rows, params: dict) -> dict:
+  """Every stored tensor of `rows` (input probing runs the nets), reusing `params`."""
+  return {**params, **{n: zoo.stacked(n, rows) for n in zoo.names if n not in params}}
 
 
 def zoo_task_names(zoo):
@@ -181,15 +182,17 @@ def predict_accuracy(zoo: Zoo, cfg, stages: Stages) -> dict:
   test_m = np.random.default_rng(cfg.experiment.seed).permutation(members)[
       :int(len(members) * cfg.experiment.test_fraction)]
   is_test = np.isin(member_R, test_m)
-  tensors = {n: zoo.stacked(n, ok) for n in zoo.names if n.startswith("params/")}
+  params = [n for n in zoo.names if n.startswith("params/")]
+  # read per side, when a fit needs them: `:paper`'s 40,000 checkpoints are 14.6 GB
+  read = lambda idx: {n: zoo.stacked(n, ok[idx]) for n in params}
   y_R = t.test_bacc.to_numpy()[ok].astype(np.float32)
-  take = lambda m: {k: v[m] for k, v in tensors.items()}
   train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
   out = {}
+
   def fit_evaluate(name):
     enc = weights.make_encoder(name, **dict(cfg.experiment.encoders[name]))
-    enc.fit(take(train), y_R[train], task="regression")
-    m = enc.evaluate(take(test), y_R[test])
+    enc.fit(read(train), y_R[train], task="regression")
+    m = enc.evaluate(read(test), y_R[test])
     return {"kendall_tau": float(m["kendall_tau"]), "r2": float(m["r2"])}
 
   for name in cfg.experiment.accuracy_encoders:

@@ -16,6 +16,16 @@ def test_statnn_matches_numpy_per_tensor():
   np.testing.assert_allclose(X[2, :7], want, rtol=1e-6)
 
 
+def test_statnn_in_row_blocks_equals_one_block(monkeypatch):
+  from jatlas.weights import features
+  rng = np.random.default_rng(1)
+  tensors = {"params/a": rng.normal(size=(7, 3, 5)).astype(np.float32),
+             "params/b": rng.normal(size=(7, 2)).astype(np.float32)}
+  whole, _ = statnn_features(tensors)
+  monkeypatch.setattr(features, "CHUNK_FLOATS", 16)  # blocks of 1 row of a, 8 of b
+  np.testing.assert_array_equal(statnn_features(tensors)[0], whole)
+
+
 def test_task_identification_separable_and_chance():
   rng = np.random.default_rng(0)
   y = np.repeat(np.arange(4), 25)
