@@ -378,9 +378,9 @@ def train_zoo(cfg, out_dir: str, *, progress: bool = True, devices=None) -> stor
     _refuse_finished(out_dir)
     ckpt = TrainCheckpoints(os.path.join(out_dir, TRAIN_STATE))
     t0 = time.time()
+    meta = _start(run, ckpt)  # a resume may replace the waves (and their note) by its own
     if progress or len(run.waves) > 1:
       print(f"zoo {run.m} members: {run.wave_note}", flush=True)
-    meta = _start(run, ckpt)
     run.clock = (t0, meta.get("train_seconds", 0.0))
     meta = _train(run, meta, ckpt, progress)
     ckpt.close()

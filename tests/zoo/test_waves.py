@@ -65,6 +65,23 @@ def test_resume_mid_wave_equals_uninterrupted(tmp_path, tiny_config, monkeypatch
   assert lines == open(os.path.join(ref.dir, "metrics.jsonl")).read()
 
 
+def test_auto_waves_resume_with_the_waves_they_started_with(tmp_path, tiny_config,
+                                                           monkeypatch, capsys):
+  """zoo.wave_size=0 chooses by the free memory of the time; a resume (with more memory
+  free now) keeps the run's waves and says so."""
+  cfg, out = cfg_of(tiny_config, wave_size=0), str(tmp_path / "cut")
+  with monkeypatch.context() as m:
+    m.setattr(waves, "choose_wave_size", lambda *a, **kw: (3, "3 at a time"))
+    interrupt_after_checkpoints(m, 2)
+    with pytest.raises(Killed):
+      train_zoo(cfg, out, progress=False)
+  monkeypatch.setattr(waves, "choose_wave_size", lambda *a, **kw: (16, "all at once"))
+  capsys.readouterr()
+  z = train_zoo(cfg, out, progress=False)
+  assert "resuming with the run's own waves (3 of up to 3 members)" in capsys.readouterr().out
+  assert z.manifest["waves"] == [[0, 3], [3, 6], [6, 7]]
+
+
 def test_checkpoint_at_a_save_epoch_leaves_params_to_the_shard(tmp_path, tiny_config,
                                                                monkeypatch):
   cfg = cfg_of(tiny_config, wave_size=16, epochs=(3,), save_epochs=(0, 1, 3))
