@@ -72,7 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.zoo.save_epochs = (0, 1, 5, 20)
     c.zoo.checkpoint_every = 5  # resume points; each one holds the whole wave's Adam state
     c.zoo.eval_train_examples = 360  # train_* metrics on a quarter of the train split
-    c.experiment.curve_sizes = (3, 10, 30, 100, 650)
+    c.experiment.curve_sizes = (3, 10, 30, 100, 695)  # 695: the whole train pool
   elif arg == "smoke":  # 3 models per digit: 20 train the encoders, 10 test them
     c.zoo.members = 30
     c.zoo.epochs = (1,)

@@ -1,5 +1,7 @@
 """configs/hypernet_digits.py: every variant validates; :paper plans the paper's zoo
-(10^4 members, 1,000 per digit, 20 epochs) in waves without training anything."""
+(10^4 members, 1,000 per digit, 20 epochs) in waves without training anything; each
+learning curve ends at the whole train pool (so that point reuses the task-ID fit)."""
+import importlib.util
 import os
 
 import numpy as np
@@ -10,11 +12,33 @@ from jatlas.zoo import schema
 from jatlas.zoo.train import plan
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "hypernet_digits.py")
+EXPERIMENT = os.path.join(os.path.dirname(CONFIG), "..", "experiments", "hypernet_digits.py")
+VARIANTS = ["", "full", "paper", "smoke"]
 
 
-@pytest.mark.parametrize("variant", ["", "full", "paper", "smoke"])
+def _experiment():
+  spec = importlib.util.spec_from_file_location("hypernet_digits_experiment", EXPERIMENT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _load(variant):
+  return load_config([f"--config={CONFIG}:{variant}" if variant else f"--config={CONFIG}"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_validates(variant):
-  schema.validate(load_config([f"--config={CONFIG}:{variant}" if variant else f"--config={CONFIG}"]))
+  schema.validate(_load(variant))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_learning_curve_ends_at_the_whole_train_pool(variant):
+  cfg = _load(variant)
+  task_R = np.repeat(np.arange(10), cfg.zoo.members // 10)
+  train = _experiment().model_splits(task_R, cfg)["train"]
+  per_task = np.bincount(task_R[train], minlength=10)
+  assert per_task.min() == per_task.max() == max(cfg.experiment.curve_sizes)
 
 
 def test_unknown_variant_lists_the_known_ones():
