@@ -17,8 +17,8 @@ task ID from weights 98.7% with the equivariant encoder (98.0% from 20 models pe
 :full 99.0% and 96.7%), 54.7% StatNN, dense / mlp_flat / ProbeX / canonical+dense near
 chance (10%); linearised and input-probing references 100%; hypernetwork detectors 0.935
 test balanced accuracy vs 0.923 for the zoo's trained members.
-:paper (README; 2 h 8 min of zoo training on the AVX-512 EPYC, 4.82 GB peak): mean test
-balanced accuracy 0.954; task ID 100.0% equivariant, 88.5% StatNN.
+:paper (README; AVX-512 EPYC): zoo 2 h 8 min at 4.82 GB peak, whole command 2 h 28 min at
+23.3 GB; mean test balanced accuracy 0.954; task ID 100.0% equivariant, 88.5% StatNN.
 """
 import ml_collections
 

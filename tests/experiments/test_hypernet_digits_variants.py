@@ -1,6 +1,7 @@
 """configs/hypernet_digits.py: every variant validates; :paper plans the paper's zoo
 (10^4 members, 1,000 per digit, 20 epochs) in waves without training anything; each
 learning curve ends at the whole train pool (so that point reuses the task-ID fit)."""
+import functools
 import importlib.util
 import os
 
@@ -16,6 +17,7 @@ EXPERIMENT = os.path.join(os.path.dirname(CONFIG), "..", "experiments", "hyperne
 VARIANTS = ["", "full", "paper", "smoke"]
 
 
+@functools.cache  # the experiment module, executed once for every variant
 def _experiment():
   spec = importlib.util.spec_from_file_location("hypernet_digits_experiment", EXPERIMENT)
   module = importlib.util.module_from_spec(spec)
